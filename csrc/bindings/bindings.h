@@ -1,0 +1,7 @@
+// Each kernel family / runtime part registers its Python-facing functions in its own file.
+#pragma once
+#include <nanobind/nanobind.h>
+
+namespace si {
+void bind_runtime(nanobind::module_& m);
+}  // namespace si

@@ -1,0 +1,128 @@
+#include "runtime/thread_pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <chrono>
+#include <fstream>
+#include <set>
+#include <string>
+#include <utility>
+
+namespace si {
+namespace {
+
+std::vector<int> allowed_cpus() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+void pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+}  // namespace
+
+int physical_core_count() {
+  std::vector<int> cpus = allowed_cpus();
+  if (cpus.empty()) return std::max(1u, std::thread::hardware_concurrency());
+  std::set<std::pair<std::string, std::string>> cores;
+  for (int c : cpus) {
+    std::string base = "/sys/devices/system/cpu/cpu" + std::to_string(c) + "/topology/";
+    std::ifstream pkg(base + "physical_package_id"), core(base + "core_id");
+    std::string p, k;
+    if (!(pkg >> p) || !(core >> k)) return static_cast<int>(cpus.size());
+    cores.insert({p, k});
+  }
+  return static_cast<int>(cores.size());
+}
+
+ThreadPool::ThreadPool(int num_threads, bool pin) : num_threads_(num_threads < 1 ? 1 : num_threads) {
+  std::vector<int> cpus = pin ? allowed_cpus() : std::vector<int>{};
+  if (pin && !cpus.empty()) pin_to(cpus[0]);
+  for (int i = 1; i < num_threads_; ++i) {
+    int cpu = (pin && !cpus.empty()) ? cpus[i % cpus.size()] : -1;
+    workers_.emplace_back([this, i, cpu] {
+      if (cpu >= 0) pin_to(cpu);
+      worker_loop(i);
+    });
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::run_tasks() {
+  const TaskRef& fn = *fn_;
+  for (;;) {
+    size_t t = next_task_.fetch_add(1, std::memory_order_relaxed);
+    if (t >= num_tasks_) break;
+    fn(t);
+  }
+}
+
+void ThreadPool::worker_loop(int) {
+  uint64_t seen = 0;
+  for (;;) {
+    // Spin for a short while: the next layer usually starts within microseconds.
+    auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+    uint64_t gen;
+    int spins = 0;
+    while ((gen = generation_.load(std::memory_order_acquire)) == seen) {
+      cpu_relax();
+      if (++spins % 64 == 0 && std::chrono::steady_clock::now() > spin_until) {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      }
+    }
+    seen = gen;
+    if (stop_) return;
+    run_tasks();
+    active_workers_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::parallel_for(size_t num_tasks, TaskRef fn) {
+  if (num_tasks == 0) return;
+  if (num_threads_ == 1 || num_tasks == 1) {
+    for (size_t t = 0; t < num_tasks; ++t) fn(t);
+    return;
+  }
+  std::lock_guard<std::mutex> call_lock(call_mu_);
+  fn_ = &fn;
+  num_tasks_ = num_tasks;
+  next_task_.store(0, std::memory_order_relaxed);
+  active_workers_.store(num_threads_ - 1, std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  wake_.notify_all();
+  run_tasks();
+  while (active_workers_.load(std::memory_order_acquire) != 0) cpu_relax();
+  fn_ = nullptr;
+}
+
+}  // namespace si

@@ -1,0 +1,61 @@
+// One pool per engine: exactly num_threads threads busy during a parallel region (the caller
+// is one of them), workers spin briefly after a region and then sleep, so back-to-back layers
+// do not pay a wake-up while an idle engine costs no CPU.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace si {
+
+// Non-owning reference to a callable `void(size_t task)`; avoids std::function allocation.
+class TaskRef {
+ public:
+  template <class F>
+  TaskRef(const F& f) : obj_(&f), call_([](const void* o, size_t i) { (*static_cast<const F*>(o))(i); }) {}
+  void operator()(size_t i) const { call_(obj_, i); }
+
+ private:
+  const void* obj_;
+  void (*call_)(const void*, size_t);
+};
+
+class ThreadPool {
+ public:
+  // pin: bind thread k to the k-th CPU of the process's affinity mask.
+  explicit ThreadPool(int num_threads, bool pin = false);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return num_threads_; }
+
+  // Runs fn(t) for t in [0, num_tasks), tasks handed out dynamically; returns when all are done.
+  // Not reentrant: a task must not call parallel_for on the same pool.
+  void parallel_for(size_t num_tasks, TaskRef fn);
+
+ private:
+  void worker_loop(int index);
+  void run_tasks();
+
+  int num_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> active_workers_{0};
+  std::atomic<size_t> next_task_{0};
+  size_t num_tasks_ = 0;
+  const TaskRef* fn_ = nullptr;
+  bool stop_ = false;
+  std::mutex call_mu_;  // serialises parallel_for callers sharing one pool
+};
+
+// Number of physical cores available to this process (affinity mask, SMT siblings counted once).
+int physical_core_count();
+
+}  // namespace si
