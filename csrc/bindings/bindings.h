@@ -2,6 +2,14 @@
 #pragma once
 #include <nanobind/nanobind.h>
 
+#include <string>
+
+#include "kernels/epilogue.h"
+
 namespace si {
+// Activation names as the compiler writes them ("relu", "clip", ...); throws on unknown.
+Activation activation_from_name(const std::string& name);
+
 void bind_runtime(nanobind::module_& m);
+void bind_plan(nanobind::module_& m);
 }  // namespace si

@@ -1,0 +1,48 @@
+#include "ops/basic_ops.h"
+
+#include <cstring>
+
+namespace si {
+
+BinaryOp::BinaryOp(BinaryKind kind, std::vector<int64_t> a, std::vector<int64_t> b,
+                   std::vector<int64_t> out, Activation act, float alpha, float beta)
+    : kind_(kind), a_(std::move(a)), b_(std::move(b)), out_(std::move(out)), act_(act), alpha_(alpha), beta_(beta) {}
+
+void BinaryOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
+  binary_broadcast(kind_, in[0], a_, in[1], b_, out[0], out_, act_, alpha_, beta_, pool);
+}
+
+void UnaryOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
+  unary_activation(in[0], out[0], n_, act_, alpha_, beta_, pool);
+}
+
+void SoftmaxOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
+  softmax(in[0], out[0], outer_, axis_, inner_, log_, pool);
+}
+
+void TransposeOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
+  transpose(in[0], out[0], shape_, perm_, pool);
+}
+
+void ConcatOp::run(const float* const* in, float* const* out, ThreadPool*) const {
+  int64_t total = 0, offset = 0;
+  for (int64_t w : inners_) total += w;
+  for (size_t i = 0; i < inners_.size(); ++i) {
+    copy_strided_block(in[i], outer_, inners_[i], out[0], total, offset);
+    offset += inners_[i];
+  }
+}
+
+void ReduceOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
+  reduce(in[0], out[0], shape_, axes_, mean_, pool);
+}
+
+void PadOp::run(const float* const* in, float* const* out, ThreadPool*) const {
+  pad_constant(in[0], out[0], shape_, pads_, value_);
+}
+
+void CopyOp::run(const float* const* in, float* const* out, ThreadPool*) const {
+  if (in[0] != out[0]) std::memcpy(out[0], in[0], n_ * sizeof(float));
+}
+
+}  // namespace si

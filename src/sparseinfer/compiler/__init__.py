@@ -1,0 +1,115 @@
+"""Compiler: optimized IR -> an executable of native segments (our kernels, one Plan each)
+and fallback segments (ONNX Runtime), in topological order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from sparseinfer import _core
+from sparseinfer.compiler.builder import NativeSegmentPlan, PlanBuilder
+from sparseinfer.compiler.lowering import lowering_for
+from sparseinfer.fallback import FallbackRegion
+from sparseinfer.graph.ir import Graph, Node
+
+log = logging.getLogger("sparseinfer")
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """How one (optimized) node runs: natively with which kernels, or in the fallback."""
+
+    name: str
+    op: str
+    native: bool
+    kernels: tuple[str, ...]
+
+
+class CompiledGraph:
+    """The executable for one set of input shapes."""
+
+    def __init__(self, graph: Graph, num_threads: int, pin_threads: bool = False):
+        self.graph = graph
+        self.num_threads = num_threads
+        block = _core.nchwc_block(_core.active_isa()) if hasattr(_core, "nchwc_block") else 8
+        natives = [lowering_for(n, graph) for n in graph.nodes]
+
+        # Maximal runs of consecutive nodes with the same placement.
+        runs: list[tuple[bool, list[tuple[Node, object]]]] = []
+        for node, low in zip(graph.nodes, natives):
+            native = low is not None
+            if runs and runs[-1][0] == native:
+                runs[-1][1].append((node, low))
+            else:
+                runs.append((native, [(node, low)]))
+
+        # Values each run must take in / hand out.
+        needed_later: list[set[str]] = []
+        later: set[str] = set(graph.outputs)
+        for _, items in reversed(runs):
+            needed_later.append(set(later))
+            for node, _ in items:
+                later.update(node.reads())
+        needed_later.reverse()
+
+        self.segments: list[object] = []
+        self.report: list[NodeReport] = []
+        for (native, items), after in zip(runs, needed_later):
+            nodes = [n for n, _ in items]
+            produced = {o for n in nodes for o in n.outputs if o}
+            ins: list[str] = []
+            for n in nodes:
+                for i in n.reads():
+                    if i not in produced and i not in graph.constants and i not in ins:
+                        ins.append(i)
+            outs = [o for n in nodes for o in n.outputs if o and o in after]
+            # Graph inputs/outputs first, in graph order, so a whole-graph segment is called directly.
+            ins.sort(key=lambda v: graph.inputs.index(v) if v in graph.inputs else len(graph.inputs))
+            outs.sort(key=lambda v: graph.outputs.index(v) if v in graph.outputs else len(graph.outputs))
+            if native:
+                b = PlanBuilder(graph, block, num_threads, pin_threads)
+                for i in ins:
+                    b.add_segment_input(i)
+                for n, low in items:
+                    low.emit(b, n)
+                seg = b.finish(outs)
+                for n in nodes:
+                    self.report.append(NodeReport(n.name, n.op, True, tuple(seg.kernels.get(n.name, ["view"]))))
+                self.segments.append(seg)
+            else:
+                self.segments.append(FallbackRegion(graph, nodes, ins, outs, num_threads))
+                for n in nodes:
+                    self.report.append(NodeReport(n.name, n.op, False, ("onnxruntime",)))
+        fallback_ops = sorted({r.op for r in self.report if not r.native})
+        if fallback_ops:
+            log.warning("sparseinfer: %d of %d nodes run on the ONNX Runtime fallback; op types: %s",
+                        sum(not r.native for r in self.report), len(self.report), ", ".join(fallback_ops))
+        self._single = (self.segments[0] if len(self.segments) == 1
+                        and isinstance(self.segments[0], NativeSegmentPlan)
+                        and self.segments[0].inputs == list(graph.inputs)
+                        and self.segments[0].outputs == list(graph.outputs) else None)
+
+    @property
+    def fraction_native(self) -> float:
+        return sum(r.native for r in self.report) / len(self.report) if self.report else 1.0
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self._single is not None:
+            return self._single.plan.run(list(inputs))
+        env: dict[str, np.ndarray] = dict(zip(self.graph.inputs, inputs))
+        for seg in self.segments:
+            if isinstance(seg, NativeSegmentPlan):
+                outs = seg.plan.run([np.ascontiguousarray(env[i], dtype=np.float32) for i in seg.inputs])
+            else:
+                outs = seg.run(env)
+            env.update(zip(seg.outputs, outs))
+        result = []
+        for o in self.graph.outputs:
+            if o in env:
+                result.append(env[o])
+            else:  # an output that is a constant or a graph input passed through
+                result.append(np.array(self.graph.constants[o]) if o in self.graph.constants else env[o])
+        return result

@@ -1,0 +1,149 @@
+"""The user-facing engine: compile an ONNX model for this CPU, run it on numpy arrays."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from sparseinfer import _core
+from sparseinfer.compiler import CompiledGraph, NodeReport
+from sparseinfer.errors import InputError, ModelLoadError
+from sparseinfer.graph import import_onnx, load_model_proto
+from sparseinfer.graph.onnx_import import graph_input_infos, resolve_input_shapes
+from sparseinfer.graph.passes import optimize
+
+ModelSource = "str | os.PathLike | bytes | onnx.ModelProto"
+
+
+def _load(model: Any) -> tuple[onnx.ModelProto, str]:
+    if isinstance(model, str) and model.startswith("zoo:"):
+        from sparseinfer import zoo
+
+        return load_model_proto(zoo.resolve(model)), model
+    if isinstance(model, (str, os.PathLike)):
+        return load_model_proto(model), str(model)
+    if isinstance(model, onnx.ModelProto):
+        return load_model_proto(model), model.graph.name or "<ModelProto>"
+    return load_model_proto(model), f"<{type(model).__name__}>"
+
+
+class Engine:
+    """A model compiled for this machine. Call ``run([arrays])`` or ``engine(**named_arrays)``.
+
+    A new input shape (e.g. another batch size) compiles the model once more for that shape
+    and caches it; the fast path is never switched off by a dynamic dimension."""
+
+    def __init__(self, model: Any, batch_size: int = 1, num_cores: int | None = None,
+                 input_shapes: Mapping[str, Sequence[int]] | Sequence[Sequence[int]] | None = None,
+                 pin_threads: bool = False):
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if num_cores is None:
+            num_cores = _core.physical_core_count()
+        if not isinstance(num_cores, (int, np.integer)) or num_cores < 1:
+            raise ValueError(f"num_cores must be a positive integer, got {num_cores!r}")
+        self._proto, self.model_name = _load(model)
+        self.batch_size = int(batch_size)
+        self.num_cores = int(num_cores)
+        self.pin_threads = pin_threads
+        infos = graph_input_infos(self._proto)
+        self.input_names: list[str] = [vi.name for vi in infos]
+        self.output_names: list[str] = [o.name for o in self._proto.graph.output]
+        self._input_dtypes = [np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
+                              for vi in infos]
+        shapes = resolve_input_shapes(self._proto, self.batch_size, input_shapes)
+        self.input_shapes: list[tuple[int, ...]] = [shapes[n] for n in self.input_names]
+        self._compiled: dict[tuple[tuple[int, ...], ...], CompiledGraph] = {}
+        self._lock = threading.Lock()
+        self._default = self._compile(tuple(self.input_shapes))
+
+    # ---- compilation ------------------------------------------------------------------------
+    def _compile(self, shapes: tuple[tuple[int, ...], ...]) -> CompiledGraph:
+        with self._lock:
+            hit = self._compiled.get(shapes)
+            if hit is None:
+                graph = optimize(import_onnx(self._proto, dict(zip(self.input_names, shapes))))
+                hit = CompiledGraph(graph, self.num_cores, self.pin_threads)
+                self._compiled[shapes] = hit
+            return hit
+
+    # ---- running ----------------------------------------------------------------------------
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Runs the model; ``inputs`` in the order of ``input_names``. Returns the outputs in
+        the order of ``output_names``."""
+        if not isinstance(inputs, (list, tuple)):
+            raise InputError(f"Engine.run expects a list of arrays (one per input {self.input_names}), "
+                             f"got {type(inputs).__name__}")
+        if len(inputs) != len(self.input_names):
+            raise InputError(f"expected {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}")
+        arrays = []
+        key = []
+        for name, dtype, expected, x in zip(self.input_names, self._input_dtypes, self.input_shapes, inputs):
+            if not isinstance(x, np.ndarray):
+                try:
+                    x = np.asarray(x)
+                except Exception as exc:  # noqa: BLE001
+                    raise InputError(f"input {name!r} is not array-like: {exc}") from exc
+            if x.dtype != dtype:
+                raise InputError(f"input {name!r} has dtype {x.dtype}, expected {dtype}")
+            if x.ndim != len(expected):
+                raise InputError(f"input {name!r} has shape {x.shape}, expected rank {len(expected)} "
+                                 f"like {tuple(expected)}")
+            if not x.flags.c_contiguous:
+                x = np.ascontiguousarray(x)
+            arrays.append(x)
+            key.append(x.shape)
+        key_t = tuple(key)
+        compiled = self._default if key_t == tuple(self.input_shapes) else self._compiled.get(key_t)
+        if compiled is None:
+            try:
+                compiled = self._compile(key_t)
+            except Exception as exc:  # noqa: BLE001 - a shape the model cannot take
+                raise InputError(f"inputs of shapes {[tuple(s) for s in key_t]} do not fit the model "
+                                 f"(compiled for {self.input_shapes}): {exc}") from exc
+        return compiled.run(arrays)
+
+    def __call__(self, **named: np.ndarray) -> list[np.ndarray]:
+        missing = [n for n in self.input_names if n not in named]
+        extra = [n for n in named if n not in self.input_names]
+        if missing or extra:
+            raise InputError(f"named inputs do not match the model: missing {missing}, unexpected {extra}; "
+                             f"expected {self.input_names}")
+        return self.run([named[n] for n in self.input_names])
+
+    # ---- introspection ------------------------------------------------------------------------
+    @property
+    def node_report(self) -> list[NodeReport]:
+        """Per optimized node: native or fallback, and the kernels it runs."""
+        return list(self._default.report)
+
+    @property
+    def fraction_of_native_ops(self) -> float:
+        return self._default.fraction_native
+
+    @property
+    def isa(self) -> str:
+        return _core.active_isa()
+
+    def __repr__(self) -> str:
+        rep = self._default.report
+        native = sum(r.native for r in rep)
+        fallback_ops = sorted({r.op for r in rep if not r.native})
+        return (f"Engine(model={self.model_name!r}, batch_size={self.batch_size}, num_cores={self.num_cores}, "
+                f"isa={self.isa!r}, inputs={dict(zip(self.input_names, self.input_shapes))}, "
+                f"native_ops={native}/{len(rep)}, fallback_ops={fallback_ops})")
+
+
+def compile_model(model: Any, batch_size: int = 1, num_cores: int | None = None,
+                  input_shapes: Mapping[str, Sequence[int]] | Sequence[Sequence[int]] | None = None,
+                  pin_threads: bool = False) -> Engine:
+    """Compiles an ONNX model (path, bytes, ModelProto or ``zoo:NAME[-VARIANT]`` stub) for
+    this CPU. ``num_cores`` defaults to all physical cores; ``input_shapes`` fixes symbolic
+    dimensions other than the batch."""
+    return Engine(model, batch_size=batch_size, num_cores=num_cores, input_shapes=input_shapes,
+                  pin_threads=pin_threads)

@@ -1,0 +1,23 @@
+"""Graph passes: each is a pure function Graph -> Graph.
+
+``optimize`` runs them in the order the compiler relies on."""
+
+from sparseinfer.graph.ir import Graph, remove_unused
+from sparseinfer.graph.passes.eliminate import eliminate_identities
+from sparseinfer.graph.passes.fold_batchnorm import fold_batchnorm
+from sparseinfer.graph.passes.fold_constants import fold_constants
+from sparseinfer.graph.passes.fuse_epilogue import fuse_epilogues
+from sparseinfer.graph.passes.infer_shapes import infer_shapes
+
+
+def optimize(graph: Graph) -> Graph:
+    graph = eliminate_identities(graph)
+    graph = fold_constants(graph)
+    graph = infer_shapes(graph)
+    graph = fold_batchnorm(graph)
+    graph = fuse_epilogues(graph)
+    return remove_unused(graph)
+
+
+__all__ = ["optimize", "eliminate_identities", "fold_constants", "fold_batchnorm", "fuse_epilogues", "infer_shapes",
+           "remove_unused"]
