@@ -1,7 +1,7 @@
 """sparseinfer: fast CPU inference for sparse and quantized deep-learning models."""
 
 from sparseinfer.engine import Engine, compile_model
-from sparseinfer.errors import InputError, ModelLoadError, SparseInferError
+from sparseinfer.errors import ExecutionError, InputError, ModelLoadError, SparseInferError
 
 __version__ = "0.1.0"
-__all__ = ["Engine", "compile_model", "InputError", "ModelLoadError", "SparseInferError", "__version__"]
+__all__ = ["Engine", "compile_model", "ExecutionError", "InputError", "ModelLoadError", "SparseInferError", "__version__"]

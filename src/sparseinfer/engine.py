@@ -14,7 +14,7 @@ from sparseinfer import _core
 from sparseinfer.compiler import CompiledGraph, NodeReport
 from sparseinfer.errors import InputError, ModelLoadError
 from sparseinfer.graph import import_onnx, load_model_proto
-from sparseinfer.graph.onnx_import import graph_input_infos, resolve_input_shapes
+from sparseinfer.graph.onnx_import import declared_shape, graph_input_infos, resolve_input_shapes
 from sparseinfer.graph.passes import optimize
 
 ModelSource = "str | os.PathLike | bytes | onnx.ModelProto"
@@ -56,6 +56,9 @@ class Engine:
         self.output_names: list[str] = [o.name for o in self._proto.graph.output]
         self._input_dtypes = [np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type))
                               for vi in infos]
+        # Dimensions the model fixes; the others (batch, sequence, ...) may change per call.
+        self._fixed_dims = [[d if isinstance(d, int) and d > 0 else None for d in declared_shape(vi)]
+                            for vi in infos]
         shapes = resolve_input_shapes(self._proto, self.batch_size, input_shapes)
         self.input_shapes: list[tuple[int, ...]] = [shapes[n] for n in self.input_names]
         self._compiled: dict[tuple[tuple[int, ...], ...], CompiledGraph] = {}
@@ -83,7 +86,8 @@ class Engine:
             raise InputError(f"expected {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}")
         arrays = []
         key = []
-        for name, dtype, expected, x in zip(self.input_names, self._input_dtypes, self.input_shapes, inputs):
+        for name, dtype, expected, fixed, x in zip(self.input_names, self._input_dtypes, self.input_shapes,
+                                                   self._fixed_dims, inputs):
             if not isinstance(x, np.ndarray):
                 try:
                     x = np.asarray(x)
@@ -94,6 +98,10 @@ class Engine:
             if x.ndim != len(expected):
                 raise InputError(f"input {name!r} has shape {x.shape}, expected rank {len(expected)} "
                                  f"like {tuple(expected)}")
+            bad = [axis for axis, d in enumerate(fixed) if d is not None and axis < x.ndim and x.shape[axis] != d]
+            if bad:
+                raise InputError(f"input {name!r} has shape {x.shape}, but the model fixes dimension "
+                                 f"{bad[0]} to {fixed[bad[0]]} (expected shape like {tuple(expected)})")
             if not x.flags.c_contiguous:
                 x = np.ascontiguousarray(x)
             arrays.append(x)

@@ -11,3 +11,8 @@ class ModelLoadError(SparseInferError, ValueError):
 
 class InputError(SparseInferError, ValueError):
     """Inputs given to Engine.run do not match what the model expects."""
+
+
+class ExecutionError(SparseInferError, RuntimeError):
+    """A region of the model failed while running (e.g. the ONNX Runtime fallback rejected a
+    value); the message names the region's op types."""

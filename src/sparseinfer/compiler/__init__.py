@@ -12,6 +12,7 @@ import numpy as np
 from sparseinfer import _core
 from sparseinfer.compiler.builder import NativeSegmentPlan, PlanBuilder
 from sparseinfer.compiler.lowering import lowering_for
+from sparseinfer.errors import ExecutionError
 from sparseinfer.fallback import FallbackRegion
 from sparseinfer.graph.ir import Graph, Node
 
@@ -104,7 +105,11 @@ class CompiledGraph:
             if isinstance(seg, NativeSegmentPlan):
                 outs = seg.plan.run([np.ascontiguousarray(env[i], dtype=np.float32) for i in seg.inputs])
             else:
-                outs = seg.run(env)
+                try:
+                    outs = seg.run(env)
+                except Exception as exc:  # noqa: BLE001 - ORT raises its own types
+                    ops = sorted({n.op for n in seg.nodes})
+                    raise ExecutionError(f"fallback region with ops {ops} failed: {exc}") from exc
             env.update(zip(seg.outputs, outs))
         result = []
         for o in self.graph.outputs:

@@ -1,0 +1,141 @@
+"""Engine API behaviour: inputs, shapes, recompilation, reports, and every kind of bad input."""
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import sparseinfer
+from sparseinfer import InputError, ModelLoadError
+from sparseinfer.compiler.memory import Interval, plan_arena
+
+from .conftest import f32, make_model, ort_run
+
+
+@pytest.fixture
+def two_input_model(rng):
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    return make_model([helper.make_node("MatMul", ["a", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["s"]),
+                       helper.make_node("Relu", ["s"], ["y"])],
+                      [f32("a", ["N", 3]), f32("b", ["N", 4])], [f32("y", ["N", 4])], {"w": w})
+
+
+def test_run_named_call_and_repr(two_input_model, rng):
+    engine = sparseinfer.compile_model(two_input_model, batch_size=2, num_cores=1)
+    assert engine.input_names == ["a", "b"] and engine.output_names == ["y"]
+    assert engine.input_shapes == [(2, 3), (2, 4)]
+    a, b = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((2, 4)).astype(np.float32)
+    want = ort_run(two_input_model, {"a": a, "b": b})[0]
+    np.testing.assert_allclose(engine.run([a, b])[0], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(engine(a=a, b=b)[0], want, rtol=1e-5, atol=1e-5)
+    text = repr(engine)
+    for part in ("batch_size=2", "num_cores=1", "isa=", "native_ops="):
+        assert part in text
+    assert all(r.kernels for r in engine.node_report)
+
+
+def test_other_batch_size_recompiles_and_stays_correct(two_input_model, rng):
+    engine = sparseinfer.compile_model(two_input_model, batch_size=1)
+    for n in (1, 7, 3, 7):
+        a, b = rng.standard_normal((n, 3)).astype(np.float32), rng.standard_normal((n, 4)).astype(np.float32)
+        np.testing.assert_allclose(engine.run([a, b])[0], ort_run(two_input_model, {"a": a, "b": b})[0],
+                                   rtol=1e-5, atol=1e-5)
+    assert len(engine._compiled) == 3
+
+
+def test_non_contiguous_inputs_are_accepted(two_input_model, rng):
+    engine = sparseinfer.compile_model(two_input_model, batch_size=2)
+    a = rng.standard_normal((3, 2)).astype(np.float32).T  # Fortran-ordered view
+    b = rng.standard_normal((2, 8)).astype(np.float32)[:, ::2]
+    assert not a.flags.c_contiguous and not b.flags.c_contiguous
+    np.testing.assert_allclose(engine.run([a, b])[0], ort_run(two_input_model, {"a": np.ascontiguousarray(a),
+                                                                               "b": np.ascontiguousarray(b)})[0],
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda a, b: [a], "expected 2 inputs"),
+    (lambda a, b: [a, b, b], "expected 2 inputs"),
+    (lambda a, b: [a.astype(np.float64), b], "dtype float64, expected float32"),
+    (lambda a, b: [a[None], b], "expected rank 2"),
+    (lambda a, b: [a, np.zeros((2, 5), np.float32)], "fixes dimension 1 to 4"),
+    (lambda a, b: {"a": a}, "expects a list of arrays"),
+])
+def test_bad_inputs_raise_clear_errors(two_input_model, rng, bad, message):
+    engine = sparseinfer.compile_model(two_input_model, batch_size=2)
+    a, b = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((2, 4)).astype(np.float32)
+    with pytest.raises(InputError, match=message):
+        engine.run(bad(a, b))
+
+
+def test_named_call_with_wrong_names(two_input_model):
+    engine = sparseinfer.compile_model(two_input_model)
+    with pytest.raises(InputError, match=r"missing \['b'\], unexpected \['c'\]"):
+        engine(a=np.zeros((1, 3), np.float32), c=np.zeros((1, 4), np.float32))
+
+
+def test_bad_model_files(tmp_path, two_input_model):
+    with pytest.raises(ModelLoadError, match="not found"):
+        sparseinfer.compile_model(tmp_path / "missing.onnx")
+    with pytest.raises(ModelLoadError, match="is a directory"):
+        sparseinfer.compile_model(tmp_path)
+    text = tmp_path / "notes.onnx"
+    text.write_text("this is not a model at all\n" * 10)
+    with pytest.raises(ModelLoadError, match="not an ONNX model|not a valid ONNX model"):
+        sparseinfer.compile_model(text)
+    data = two_input_model.SerializeToString()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelLoadError):
+        sparseinfer.compile_model(truncated)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="not an ONNX model"):
+        sparseinfer.compile_model(empty)
+    with pytest.raises(ModelLoadError, match="cannot load a model from int"):
+        sparseinfer.compile_model(42)
+
+
+def test_bad_compile_arguments(two_input_model):
+    with pytest.raises(ValueError, match="batch_size"):
+        sparseinfer.compile_model(two_input_model, batch_size=0)
+    with pytest.raises(ValueError, match="num_cores"):
+        sparseinfer.compile_model(two_input_model, num_cores=0)
+    with pytest.raises(ModelLoadError, match="unknown inputs"):
+        sparseinfer.compile_model(two_input_model, input_shapes={"nope": [1, 3]})
+
+
+def test_symbolic_non_batch_dim_needs_input_shapes(rng):
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [f32("x", ["N", "S"])], [f32("y", ["N", "S"])])
+    with pytest.raises(ModelLoadError, match="symbolic dimension 'S' at axis 1"):
+        sparseinfer.compile_model(model)
+    engine = sparseinfer.compile_model(model, input_shapes={"x": [2, 5]})
+    x = rng.standard_normal((2, 5)).astype(np.float32)
+    np.testing.assert_array_equal(engine.run([x])[0], np.maximum(x, 0))
+
+
+def test_unsupported_ops_fall_back_with_a_warning_naming_them(caplog, rng):
+    model = make_model([helper.make_node("Erf", ["x"], ["e"]), helper.make_node("Relu", ["e"], ["y"])],
+                       [f32("x", [2, 3])], [f32("y", [2, 3])])
+    with caplog.at_level("WARNING", logger="sparseinfer"):
+        engine = sparseinfer.compile_model(model)
+    assert "Erf" in caplog.text
+    assert [r.native for r in engine.node_report] == [False, True]
+    assert engine.fraction_of_native_ops == 0.5
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-6)
+
+
+def test_arena_planner_never_overlaps_live_tensors():
+    rng = np.random.default_rng(1)
+    ivs = []
+    for k in range(60):
+        s = int(rng.integers(0, 40))
+        ivs.append(Interval(f"t{k}", int(rng.integers(1, 5000)), s, s + int(rng.integers(0, 6))))
+    offsets, total = plan_arena(ivs)
+    for i, a in enumerate(ivs):
+        assert offsets[a.name] % 16 == 0 and offsets[a.name] + a.size <= total
+        for b in ivs[i + 1:]:
+            live_together = not (a.end < b.start or b.end < a.start)
+            apart = offsets[a.name] + a.size <= offsets[b.name] or offsets[b.name] + b.size <= offsets[a.name]
+            assert apart or not live_together
+    assert total < sum(iv.size + 16 for iv in ivs)  # sharing actually happened
