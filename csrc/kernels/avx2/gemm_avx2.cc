@@ -1,0 +1,117 @@
+// AVX2+FMA f32 GEMM microkernel: 6 rows x 16 columns (12 ymm accumulators, two B vectors per
+// k, one broadcast of A per row). N edges use vmaskmov loads/stores (fault-free when masked).
+#include <immintrin.h>
+
+#include <chrono>
+
+#include "kernels/avx2/vec_math.h"
+#include "kernels/gemm.h"
+
+namespace si {
+namespace {
+
+constexpr int kNr = 16;
+
+template <int R>
+void ukernel(const GemmUkArgs& g) {
+  __m256 c0[R], c1[R];
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
+  const size_t lda = static_cast<size_t>(g.lda);
+  const float* b = g.b;
+  const float* ar[R];
+  for (int r = 0; r < R; ++r) ar[r] = g.a + r * lda;
+  const int kc = g.kc;
+  for (int k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(b);
+    const __m256 b1 = _mm256_loadu_ps(b + 8);
+    b += kNr;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256 av = _mm256_broadcast_ss(ar[r] + k);
+      c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+
+  const int nr = g.nr;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), iota);
+  const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), iota);
+  const bool full = nr == kNr;
+  auto load = [&](const float* p, __m256i m) { return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m); };
+  __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
+  const bool add_bias = g.first && g.bias;
+  if (add_bias) {
+    bias0 = load(g.bias, m0);
+    bias1 = load(g.bias + 8, m1);
+  }
+  const size_t ldc = static_cast<size_t>(g.ldc);
+  for (int r = 0; r < R; ++r) {
+    float* c = g.c + r * ldc;
+    __m256 v0 = c0[r], v1 = c1[r];
+    if (g.first) {
+      if (add_bias) {
+        v0 = _mm256_add_ps(v0, bias0);
+        v1 = _mm256_add_ps(v1, bias1);
+      }
+      if (g.residual) {
+        const float* res = g.residual + r * ldc;
+        v0 = _mm256_add_ps(v0, load(res, m0));
+        v1 = _mm256_add_ps(v1, load(res + 8, m1));
+      }
+    } else {
+      v0 = _mm256_add_ps(v0, load(c, m0));
+      v1 = _mm256_add_ps(v1, load(c + 8, m1));
+    }
+    if (g.last && g.act != Activation::kNone) {
+      v0 = avx2::activate(v0, g.act, g.alpha, g.beta);
+      v1 = avx2::activate(v1, g.act, g.alpha, g.beta);
+    }
+    if (full) {
+      _mm256_storeu_ps(c, v0);
+      _mm256_storeu_ps(c + 8, v1);
+    } else {
+      _mm256_maskstore_ps(c, m0, v0);
+      _mm256_maskstore_ps(c + 8, m1, v1);
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_ukernel_avx2(const GemmUkArgs& g) {
+  switch (g.mr) {
+    case 6: return ukernel<6>(g);
+    case 5: return ukernel<5>(g);
+    case 4: return ukernel<4>(g);
+    case 3: return ukernel<3>(g);
+    case 2: return ukernel<2>(g);
+    default: return ukernel<1>(g);
+  }
+}
+
+double gemm_fma_peak_probe_avx2(double seconds) {
+  __m256 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+  const auto t0 = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  long iters = 0;
+  do {
+    for (int it = 0; it < 4096; ++it) {
+#pragma GCC unroll 12
+      for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+    }
+    iters += 4096;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } while (elapsed < seconds);
+  __m256 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
+  alignas(32) float out[8];
+  _mm256_store_ps(out, s);
+  volatile float sink = out[0];
+  (void)sink;
+  return iters * 12.0 * 8 * 2 / elapsed * 1e-9;
+}
+
+}  // namespace si

@@ -1,0 +1,121 @@
+// AVX-512 f32 GEMM microkernel: 14 rows x 32 columns (28 zmm accumulators, two B vectors per k,
+// A broadcast straight from memory as an embedded-broadcast FMA operand). Zen 4 executes one
+// 512-bit FMA per cycle and three loads per cycle, so 28 FMAs against 2 + 14 loads per k keep
+// the FMA pipe the bottleneck. N edges are masked loads/stores; M edges are template rows.
+#include <immintrin.h>
+
+#include <chrono>
+
+#include "kernels/avx512/vec_math.h"
+#include "kernels/gemm.h"
+
+// GCC 12 reports the _mm512_undefined_ps() pass-through of unmasked AVX-512 builtins.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace si {
+namespace {
+
+constexpr int kNr = 32;
+
+template <int R>
+void ukernel(const GemmUkArgs& g) {
+  __m512 c0[R], c1[R];
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+  const float* a = g.a;
+  const size_t lda = static_cast<size_t>(g.lda);
+  const float* b = g.b;
+  const float* ar[R];
+  for (int r = 0; r < R; ++r) ar[r] = a + r * lda;
+  const int kc = g.kc;
+  for (int k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = _mm512_loadu_ps(b + 16);
+    b += kNr;
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(ar[r][k]);
+      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+
+  const int nr = g.nr;
+  const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? __mmask16(0xFFFF) : nr <= 16 ? __mmask16(0) : __mmask16((1u << (nr - 16)) - 1);
+  __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+  const bool add_bias = g.first && g.bias;
+  if (add_bias) {
+    bias0 = _mm512_maskz_loadu_ps(m0, g.bias);
+    bias1 = _mm512_maskz_loadu_ps(m1, g.bias + 16);
+  }
+  const size_t ldc = static_cast<size_t>(g.ldc);
+  for (int r = 0; r < R; ++r) {
+    float* c = g.c + r * ldc;
+    __m512 v0 = c0[r], v1 = c1[r];
+    if (g.first) {
+      if (add_bias) {
+        v0 = _mm512_add_ps(v0, bias0);
+        v1 = _mm512_add_ps(v1, bias1);
+      }
+      if (g.residual) {
+        const float* res = g.residual + r * ldc;
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res + 16));
+      }
+    } else {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, c));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, c + 16));
+    }
+    if (g.last && g.act != Activation::kNone) {
+      v0 = avx512::activate(v0, g.act, g.alpha, g.beta);
+      v1 = avx512::activate(v1, g.act, g.alpha, g.beta);
+    }
+    _mm512_mask_storeu_ps(c, m0, v0);
+    _mm512_mask_storeu_ps(c + 16, m1, v1);
+  }
+}
+
+}  // namespace
+
+void gemm_ukernel_avx512(const GemmUkArgs& g) {
+  switch (g.mr) {
+    case 14: return ukernel<14>(g);
+    case 13: return ukernel<13>(g);
+    case 12: return ukernel<12>(g);
+    case 11: return ukernel<11>(g);
+    case 10: return ukernel<10>(g);
+    case 9: return ukernel<9>(g);
+    case 8: return ukernel<8>(g);
+    case 7: return ukernel<7>(g);
+    case 6: return ukernel<6>(g);
+    case 5: return ukernel<5>(g);
+    case 4: return ukernel<4>(g);
+    case 3: return ukernel<3>(g);
+    case 2: return ukernel<2>(g);
+    default: return ukernel<1>(g);
+  }
+}
+
+double gemm_fma_peak_probe_avx512(double seconds) {
+  __m512 acc[12];
+  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+  const auto t0 = std::chrono::steady_clock::now();
+  double elapsed = 0;
+  long iters = 0;
+  do {
+    for (int it = 0; it < 4096; ++it) {
+#pragma GCC unroll 12
+      for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    }
+    iters += 4096;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } while (elapsed < seconds);
+  __m512 s = acc[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
+  volatile float sink = _mm512_reduce_add_ps(s);
+  (void)sink;
+  return iters * 12.0 * 16 * 2 / elapsed * 1e-9;
+}
+
+}  // namespace si
