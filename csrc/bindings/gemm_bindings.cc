@@ -5,6 +5,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -173,6 +174,24 @@ void bind_gemm(nb::module_& m) {
     return 0.0;
   }, nb::arg("isa"), nb::arg("seconds") = 0.2,
      "Single-thread FMA throughput (GFLOP/s) of independent FMA chains: the benchmark's peak.");
+
+  m.def("_sgemm_packed_time",
+        [](const InArray& a, const PackedB& pb, int iters, int num_threads) {
+          const Mat ma = as_matrix(a, "a");
+          if (ma.cols != pb.K()) fail("a and packed_b disagree on K");
+          if (iters < 1) fail("iters must be >= 1");
+          ThreadPool* pool = pool_for(num_threads);
+          std::vector<float> c(static_cast<size_t>(ma.rows) * pb.N());
+          nb::gil_scoped_release release;
+          const Epilogue ep;
+          const auto t0 = std::chrono::steady_clock::now();
+          for (int i = 0; i < iters; ++i)
+            sgemm_packed(ma.rows, pb.N(), ma.cols, ma.data, static_cast<int>(ma.ld), pb, c.data(),
+                         pb.N(), ep, pool);
+          return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+        },
+        nb::arg("a"), nb::arg("packed_b"), nb::arg("iters"), nb::arg("num_threads") = 1,
+        "Seconds per sgemm_packed call, timed in a C++ loop (no Python overhead): benchmarks only.");
 
   nb::class_<PackedB>(m, "PackedB",
                       "B (K x N, or N x K with trans_b) packed once for one ISA's GEMM microkernel.")

@@ -14,24 +14,49 @@ constexpr int kNr = 16;
 
 template <int R>
 void ukernel(const GemmUkArgs& g) {
-  __m256 c0[R], c1[R];
-  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
+  // Short tiles (M = 1 MLP layers) split k into KU interleaved sums to have >= 8 FMA chains.
+  constexpr int KU = R <= 3 ? 2 : 1;
+  __m256 c0[KU][R], c1[KU][R];
+  for (int u = 0; u < KU; ++u)
+    for (int r = 0; r < R; ++r) c0[u][r] = c1[u][r] = _mm256_setzero_ps();
   const size_t lda = static_cast<size_t>(g.lda);
   const float* b = g.b;
   const float* ar[R];
   for (int r = 0; r < R; ++r) ar[r] = g.a + r * lda;
   const int kc = g.kc;
-  for (int k = 0; k < kc; ++k) {
+  int k = 0;
+  if (KU > 1) {
+    for (; k + KU <= kc; k += KU) {
+#pragma GCC unroll 4
+      for (int u = 0; u < KU; ++u) {
+        const __m256 b0 = _mm256_loadu_ps(b + u * kNr);
+        const __m256 b1 = _mm256_loadu_ps(b + u * kNr + 8);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          const __m256 av = _mm256_broadcast_ss(ar[r] + k + u);
+          c0[u][r] = _mm256_fmadd_ps(av, b0, c0[u][r]);
+          c1[u][r] = _mm256_fmadd_ps(av, b1, c1[u][r]);
+        }
+      }
+      b += KU * kNr;
+    }
+  }
+  for (; k < kc; ++k) {
     const __m256 b0 = _mm256_loadu_ps(b);
     const __m256 b1 = _mm256_loadu_ps(b + 8);
     b += kNr;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m256 av = _mm256_broadcast_ss(ar[r] + k);
-      c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
-      c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+      c0[0][r] = _mm256_fmadd_ps(av, b0, c0[0][r]);
+      c1[0][r] = _mm256_fmadd_ps(av, b1, c1[0][r]);
     }
   }
+  for (int u = 1; u < KU; ++u)
+    for (int r = 0; r < R; ++r) {
+      c0[0][r] = _mm256_add_ps(c0[0][r], c0[u][r]);
+      c1[0][r] = _mm256_add_ps(c1[0][r], c1[u][r]);
+    }
 
   const int nr = g.nr;
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -48,7 +73,7 @@ void ukernel(const GemmUkArgs& g) {
   const size_t ldc = static_cast<size_t>(g.ldc);
   for (int r = 0; r < R; ++r) {
     float* c = g.c + r * ldc;
-    __m256 v0 = c0[r], v1 = c1[r];
+    __m256 v0 = c0[0][r], v1 = c1[0][r];
     if (g.first) {
       if (add_bias) {
         v0 = _mm256_add_ps(v0, bias0);

@@ -11,6 +11,7 @@
 
 // GCC 12 reports the _mm512_undefined_ps() pass-through of unmasked AVX-512 builtins.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace si {
 namespace {
@@ -19,25 +20,50 @@ constexpr int kNr = 32;
 
 template <int R>
 void ukernel(const GemmUkArgs& g) {
-  __m512 c0[R], c1[R];
-  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
-  const float* a = g.a;
+  // Few rows mean few independent FMA chains (2 per row): with 4-cycle FMA latency and two FMA
+  // pipes, 8 are needed, so short tiles (M = 1 MLP layers) split k into KU interleaved sums.
+  constexpr int KU = R <= 3 ? 2 : 1;
+  __m512 c0[KU][R], c1[KU][R];
+  for (int u = 0; u < KU; ++u)
+    for (int r = 0; r < R; ++r) c0[u][r] = c1[u][r] = _mm512_setzero_ps();
   const size_t lda = static_cast<size_t>(g.lda);
   const float* b = g.b;
   const float* ar[R];
-  for (int r = 0; r < R; ++r) ar[r] = a + r * lda;
+  for (int r = 0; r < R; ++r) ar[r] = g.a + r * lda;
   const int kc = g.kc;
-  for (int k = 0; k < kc; ++k) {
+  int k = 0;
+  if (KU > 1) {
+    for (; k + KU <= kc; k += KU) {
+#pragma GCC unroll 4
+      for (int u = 0; u < KU; ++u) {
+        const __m512 b0 = _mm512_loadu_ps(b + u * kNr);
+        const __m512 b1 = _mm512_loadu_ps(b + u * kNr + 16);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+          const __m512 av = _mm512_set1_ps(ar[r][k + u]);
+          c0[u][r] = _mm512_fmadd_ps(av, b0, c0[u][r]);
+          c1[u][r] = _mm512_fmadd_ps(av, b1, c1[u][r]);
+        }
+      }
+      b += KU * kNr;
+    }
+  }
+  for (; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(b);
     const __m512 b1 = _mm512_loadu_ps(b + 16);
     b += kNr;
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(ar[r][k]);
-      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+      c0[0][r] = _mm512_fmadd_ps(av, b0, c0[0][r]);
+      c1[0][r] = _mm512_fmadd_ps(av, b1, c1[0][r]);
     }
   }
+  for (int u = 1; u < KU; ++u)
+    for (int r = 0; r < R; ++r) {
+      c0[0][r] = _mm512_add_ps(c0[0][r], c0[u][r]);
+      c1[0][r] = _mm512_add_ps(c1[0][r], c1[u][r]);
+    }
 
   const int nr = g.nr;
   const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
@@ -51,7 +77,7 @@ void ukernel(const GemmUkArgs& g) {
   const size_t ldc = static_cast<size_t>(g.ldc);
   for (int r = 0; r < R; ++r) {
     float* c = g.c + r * ldc;
-    __m512 v0 = c0[r], v1 = c1[r];
+    __m512 v0 = c0[0][r], v1 = c1[0][r];
     if (g.first) {
       if (add_bias) {
         v0 = _mm512_add_ps(v0, bias0);
