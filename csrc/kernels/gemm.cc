@@ -21,7 +21,7 @@ constexpr size_t kL2BlockBytes = 512 << 10;  // B block (kc x N block) budget: h
 constexpr int kMaxMr = 16;
 constexpr double kSerialMacs = 1 << 18;      // below this many multiply-adds: one thread
 
-constexpr int kPortableMr = 4, kPortableNr = 16;
+constexpr int kPortableMr = 4, kPortableNr = 8;  // 8 xmm accumulators: no spills with SSE2
 
 GemmUkernel ukernel_for(Isa isa) {
   switch (isa) {
@@ -167,18 +167,27 @@ void gemm_driver(int M, int N, int K, const float* A, int lda, const float* bp, 
 
 void gemm_ukernel_portable(const GemmUkArgs& g) {
   constexpr int MR = kPortableMr, NR = kPortableNr;
-  float acc[MR][NR];
+  // GCC/Clang generic vectors (4 floats; SSE2 on baseline x86-64, NEON elsewhere): left to
+  // itself the auto-vectoriser vectorises the k loop with shuffles instead of the tile.
+  typedef float v4 __attribute__((vector_size(16)));
+  constexpr int NV = NR / 4;
+  v4 acc4[MR][NV];
   for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < NR; ++j) acc[r][j] = 0.f;
+    for (int v = 0; v < NV; ++v) acc4[r][v] = v4{0.f, 0.f, 0.f, 0.f};
   const float* a[MR];
   for (int r = 0; r < MR; ++r) a[r] = g.a + static_cast<size_t>(r < g.mr ? r : 0) * g.lda;
   for (int k = 0; k < g.kc; ++k) {
     const float* b = g.b + static_cast<size_t>(k) * NR;
+    v4 bv[NV];
+    std::memcpy(bv, b, sizeof(bv));
     for (int r = 0; r < MR; ++r) {
-      const float av = a[r][k];
-      for (int j = 0; j < NR; ++j) acc[r][j] += av * b[j];
+      const float x = a[r][k];
+      const v4 av = {x, x, x, x};
+      for (int v = 0; v < NV; ++v) acc4[r][v] += av * bv[v];
     }
   }
+  float acc[MR][NR];
+  std::memcpy(acc, acc4, sizeof(acc));
   for (int r = 0; r < g.mr; ++r) {
     float* c = g.c + static_cast<size_t>(r) * g.ldc;
     const float* res = g.residual ? g.residual + static_cast<size_t>(r) * g.ldc : nullptr;

@@ -1,7 +1,7 @@
 // f32 GEMM family: C = epilogue(A * B) with B packed once (at compile time) for one ISA.
 //
 // Variants (one list, kGemmVariants below; bindings, tests and benchmarks iterate over it):
-//   portable  plain C++ microkernel 4x16 (compiler-vectorised for baseline x86-64)
+//   portable  plain C++ microkernel 4x8 (compiler-vectorised for baseline x86-64 / SSE2)
 //   avx2      AVX2+FMA microkernel 6x16 (12 ymm accumulators)
 //   avx512    AVX-512F microkernel 14x32 (28 zmm accumulators, B rows from L2, A broadcast)
 //

@@ -52,11 +52,19 @@ void ukernel(const GemmUkArgs& g) {
       c1[0][r] = _mm256_fmadd_ps(av, b1, c1[0][r]);
     }
   }
-  for (int u = 1; u < KU; ++u)
-    for (int r = 0; r < R; ++r) {
-      c0[0][r] = _mm256_add_ps(c0[0][r], c0[u][r]);
-      c1[0][r] = _mm256_add_ps(c1[0][r], c1[u][r]);
+  // Spill the accumulators once to a constant-indexed buffer: indexing the register arrays
+  // with the epilogue's runtime row loop makes GCC keep them in memory inside the k loop.
+  alignas(64) float acc[R][2 * 8];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    __m256 s0 = c0[0][r], s1 = c1[0][r];
+    for (int u = 1; u < KU; ++u) {
+      s0 = _mm256_add_ps(s0, c0[u][r]);
+      s1 = _mm256_add_ps(s1, c1[u][r]);
     }
+    _mm256_store_ps(acc[r], s0);
+    _mm256_store_ps(acc[r] + 8, s1);
+  }
 
   const int nr = g.nr;
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -73,7 +81,7 @@ void ukernel(const GemmUkArgs& g) {
   const size_t ldc = static_cast<size_t>(g.ldc);
   for (int r = 0; r < R; ++r) {
     float* c = g.c + r * ldc;
-    __m256 v0 = c0[0][r], v1 = c1[0][r];
+    __m256 v0 = _mm256_load_ps(acc[r]), v1 = _mm256_load_ps(acc[r] + 8);
     if (g.first) {
       if (add_bias) {
         v0 = _mm256_add_ps(v0, bias0);

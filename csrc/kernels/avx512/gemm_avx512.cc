@@ -59,11 +59,19 @@ void ukernel(const GemmUkArgs& g) {
       c1[0][r] = _mm512_fmadd_ps(av, b1, c1[0][r]);
     }
   }
-  for (int u = 1; u < KU; ++u)
-    for (int r = 0; r < R; ++r) {
-      c0[0][r] = _mm512_add_ps(c0[0][r], c0[u][r]);
-      c1[0][r] = _mm512_add_ps(c1[0][r], c1[u][r]);
+  // Spill the accumulators once to a constant-indexed buffer: indexing the register arrays
+  // with the epilogue's runtime row loop makes GCC keep them in memory inside the k loop.
+  alignas(64) float acc[R][2 * 16];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    __m512 s0 = c0[0][r], s1 = c1[0][r];
+    for (int u = 1; u < KU; ++u) {
+      s0 = _mm512_add_ps(s0, c0[u][r]);
+      s1 = _mm512_add_ps(s1, c1[u][r]);
     }
+    _mm512_store_ps(acc[r], s0);
+    _mm512_store_ps(acc[r] + 16, s1);
+  }
 
   const int nr = g.nr;
   const __mmask16 m0 = nr >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << nr) - 1);
@@ -77,7 +85,7 @@ void ukernel(const GemmUkArgs& g) {
   const size_t ldc = static_cast<size_t>(g.ldc);
   for (int r = 0; r < R; ++r) {
     float* c = g.c + r * ldc;
-    __m512 v0 = c0[0][r], v1 = c1[0][r];
+    __m512 v0 = _mm512_load_ps(acc[r]), v1 = _mm512_load_ps(acc[r] + 16);
     if (g.first) {
       if (add_bias) {
         v0 = _mm512_add_ps(v0, bias0);
