@@ -124,25 +124,35 @@ void gemm_ukernel_avx2(const GemmUkArgs& g) {
 }
 
 double gemm_fma_peak_probe_avx2(double seconds) {
-  __m256 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
+  // 12 named accumulators (16 ymm registers; an array lets GCC keep them in memory).
   const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+  // Distinct starting values, or the compiler merges the identical chains into one.
+  __m256 a0 = _mm256_set1_ps(0e-3f), a1 = _mm256_set1_ps(1e-3f), a2 = _mm256_set1_ps(2e-3f), a3 = _mm256_set1_ps(3e-3f), a4 = _mm256_set1_ps(4e-3f), a5 = _mm256_set1_ps(5e-3f), a6 = _mm256_set1_ps(6e-3f), a7 = _mm256_set1_ps(7e-3f);
+  __m256 a8 = _mm256_set1_ps(8e-3f), a9 = _mm256_set1_ps(9e-3f), a10 = _mm256_set1_ps(10e-3f), a11 = _mm256_set1_ps(11e-3f);
   const auto t0 = std::chrono::steady_clock::now();
   double elapsed = 0;
   long iters = 0;
   do {
     for (int it = 0; it < 4096; ++it) {
-#pragma GCC unroll 12
-      for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+#define SI_FMA4(p, q, r, s)            \
+  p = _mm256_fmadd_ps(p, x, y);         \
+  q = _mm256_fmadd_ps(q, x, y);         \
+  r = _mm256_fmadd_ps(r, x, y);         \
+  s = _mm256_fmadd_ps(s, x, y);
+      SI_FMA4(a0, a1, a2, a3)
+      SI_FMA4(a4, a5, a6, a7)
+      SI_FMA4(a8, a9, a10, a11)
+#undef SI_FMA4
     }
     iters += 4096;
     elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } while (elapsed < seconds);
-  __m256 s = acc[0];
-  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, acc[i]);
-  alignas(32) float out[8];
-  _mm256_store_ps(out, s);
-  volatile float sink = out[0];
+  const __m256 s = _mm256_add_ps(
+      _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                  _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))),
+      _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)),
+                  _mm256_setzero_ps()));
+  volatile float sink = _mm256_cvtss_f32(s);
   (void)sink;
   return iters * 12.0 * 8 * 2 / elapsed * 1e-9;
 }

@@ -131,25 +131,38 @@ void gemm_ukernel_avx512(const GemmUkArgs& g) {
 }
 
 double gemm_fma_peak_probe_avx512(double seconds) {
-  __m512 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
+  // 16 named accumulators (an array lets GCC interchange the loops and keep them in memory).
   const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+  // Distinct starting values, or the compiler merges the identical chains into one.
+  __m512 a0 = _mm512_set1_ps(0e-3f), a1 = _mm512_set1_ps(1e-3f), a2 = _mm512_set1_ps(2e-3f), a3 = _mm512_set1_ps(3e-3f), a4 = _mm512_set1_ps(4e-3f), a5 = _mm512_set1_ps(5e-3f), a6 = _mm512_set1_ps(6e-3f), a7 = _mm512_set1_ps(7e-3f);
+  __m512 a8 = _mm512_set1_ps(8e-3f), a9 = _mm512_set1_ps(9e-3f), a10 = _mm512_set1_ps(10e-3f), a11 = _mm512_set1_ps(11e-3f), a12 = _mm512_set1_ps(12e-3f), a13 = _mm512_set1_ps(13e-3f), a14 = _mm512_set1_ps(14e-3f), a15 = _mm512_set1_ps(15e-3f);
   const auto t0 = std::chrono::steady_clock::now();
   double elapsed = 0;
   long iters = 0;
   do {
     for (int it = 0; it < 4096; ++it) {
-#pragma GCC unroll 12
-      for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+#define SI_FMA4(p, q, r, s)            \
+  p = _mm512_fmadd_ps(p, x, y);         \
+  q = _mm512_fmadd_ps(q, x, y);         \
+  r = _mm512_fmadd_ps(r, x, y);         \
+  s = _mm512_fmadd_ps(s, x, y);
+      SI_FMA4(a0, a1, a2, a3)
+      SI_FMA4(a4, a5, a6, a7)
+      SI_FMA4(a8, a9, a10, a11)
+      SI_FMA4(a12, a13, a14, a15)
+#undef SI_FMA4
     }
     iters += 4096;
     elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } while (elapsed < seconds);
-  __m512 s = acc[0];
-  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, acc[i]);
+  const __m512 s = _mm512_add_ps(
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                  _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))),
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)),
+                  _mm512_add_ps(_mm512_add_ps(a12, a13), _mm512_add_ps(a14, a15))));
   volatile float sink = _mm512_reduce_add_ps(s);
   (void)sink;
-  return iters * 12.0 * 16 * 2 / elapsed * 1e-9;
+  return iters * 16.0 * 16 * 2 / elapsed * 1e-9;
 }
 
 }  // namespace si
