@@ -12,4 +12,7 @@ Activation activation_from_name(const std::string& name);
 
 void bind_runtime(nanobind::module_& m);
 void bind_plan(nanobind::module_& m);
+void bind_gemm(nanobind::module_& m);
+void bind_conv(nanobind::module_& m);
+void bind_kernel_ops(nanobind::module_& m);
 }  // namespace si

@@ -1,0 +1,209 @@
+"""Every variant of the f32 GEMM family against a NumPy float64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sparseinfer import _core
+
+ISA_ORDER = ["portable", "avx2", "avx512"]
+BEST = ISA_ORDER.index(_core.best_isa())
+VARIANTS = [
+    pytest.param(v, marks=pytest.mark.skipif(ISA_ORDER.index(v) > BEST,
+                                             reason=f"CPU lacks {v} (best: {_core.best_isa()})"))
+    for v in _core.gemm_variants()
+]
+ACTIVATIONS = ["none", "relu", "clip", "sigmoid", "hardsigmoid", "hardswish", "silu", "tanh"]
+ACT_PARAMS = {"clip": (-0.5, 0.7), "hardsigmoid": (0.2, 0.5)}
+
+
+def act_ref(x: np.ndarray, act: str, alpha: float, beta: float) -> np.ndarray:
+    if act == "none":
+        return x
+    if act == "relu":
+        return np.maximum(x, 0)
+    if act == "clip":
+        return np.minimum(np.maximum(x, alpha), beta)
+    if act == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if act == "hardsigmoid":
+        return np.clip(alpha * x + beta, 0, 1)
+    if act == "hardswish":
+        return x * np.clip(x / 6 + 0.5, 0, 1)
+    if act == "silu":
+        return x / (1 + np.exp(-x))
+    if act == "tanh":
+        return np.tanh(x)
+    raise AssertionError(act)
+
+
+def reference(a, b, trans_b=False, bias=None, residual=None, act="none", alpha=0.0, beta=0.0):
+    b64 = b.astype(np.float64)
+    acc = a.astype(np.float64) @ (b64.T if trans_b else b64)
+    if bias is not None:
+        acc = acc + bias
+    if residual is not None:
+        acc = acc + residual
+    return act_ref(acc, act, alpha, beta)
+
+
+def assert_close(got, want, K):
+    tol = 1e-4 * np.sqrt(max(K, 1))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=tol)
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def run(isa, a, b, trans_b=False, packed=True, **kw):
+    if packed:
+        return _core.sgemm_packed(a, _core.PackedB(b, trans_b, isa), **kw)
+    return _core.sgemm(a, b, trans_b=trans_b, isa=isa, **kw)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(M=st.integers(1, 300), N=st.integers(1, 300), K=st.integers(1, 300),
+       trans_b=st.booleans(), packed=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_random_shapes(isa, M, N, K, trans_b, packed, seed):
+    rng = np.random.default_rng(seed)
+    a = rand(rng, M, K)
+    b = rand(rng, N, K) if trans_b else rand(rng, K, N)
+    got = run(isa, a, b, trans_b, packed)
+    assert got.shape == (M, N) and got.dtype == np.float32
+    assert_close(got, reference(a, b, trans_b), K)
+
+
+def edge_shapes(isa):
+    mr, nr = _core.gemm_tile(isa)
+    dims_m = sorted({1, 2, mr - 1, mr, mr + 1, 2 * mr + 1})
+    dims_n = sorted({1, 2, nr - 1, nr, nr + 1, 2 * nr - 1})
+    dims_k = [1, 2, 255, 256, 257, 600]  # around the K block (256): multi-block accumulation
+    shapes = [(1, 1, 1)]
+    shapes += [(m, nr + 1, 17) for m in dims_m if m >= 1]
+    shapes += [(mr + 1, n, 17) for n in dims_n if n >= 1]
+    shapes += [(mr + 1, nr + 3, k) for k in dims_k]
+    return shapes
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_edges(isa, trans_b):
+    rng = np.random.default_rng(1)
+    for M, N, K in edge_shapes(isa):
+        a = rand(rng, M, K)
+        b = rand(rng, N, K) if trans_b else rand(rng, K, N)
+        bias = rand(rng, N)
+        res = rand(rng, M, N)
+        got = run(isa, a, b, trans_b, bias=bias, residual=res, activation="relu")
+        assert_close(got, reference(a, b, trans_b, bias, res, "relu"), K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_epilogue(isa, act, with_bias, with_residual):
+    rng = np.random.default_rng(2)
+    mr, nr = _core.gemm_tile(isa)
+    # K > 256: the epilogue must survive accumulation over several K blocks.
+    for M, N, K in [(2 * mr + 3, 2 * nr + 5, 300), (1, 7, 5)]:
+        a = rand(rng, M, K) * 0.2
+        b = rand(rng, K, N) * 0.2
+        bias = rand(rng, N) if with_bias else None
+        res = rand(rng, M, N) if with_residual else None
+        alpha, beta = ACT_PARAMS.get(act, (0.0, 0.0))
+        got = _core.sgemm_packed(a, _core.PackedB(b, False, isa), bias=bias, residual=res,
+                                 activation=act, alpha=alpha, beta=beta)
+        assert_close(got, reference(a, b, False, bias, res, act, alpha, beta), K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_strided_rows_and_out(isa):
+    """lda > K (a view of a wider array), ldc > N (out= a view), residual with its own stride."""
+    rng = np.random.default_rng(3)
+    M, N, K = 37, 45, 300
+    a_wide = rand(rng, M, K + 13)
+    a = a_wide[:, 5:5 + K]
+    b = rand(rng, K, N)
+    res_wide = rand(rng, M, N + 3)
+    res = res_wide[:, :N]
+    out_wide = np.full((M, N + 9), 7.0, dtype=np.float32)
+    out = out_wide[:, 2:2 + N]
+    ret = _core.sgemm_packed(a, _core.PackedB(b, False, isa), residual=res, activation="tanh", out=out)
+    assert ret is out
+    assert_close(out, reference(a, b, False, None, res, "tanh"), K)
+    assert (out_wide[:, :2] == 7).all() and (out_wide[:, 2 + N:] == 7).all()
+    # residual aliasing the output (in-place residual add), with several K blocks.
+    c = rand(rng, M, N)
+    want = reference(a, b, False, None, c)
+    _core.sgemm_packed(a, _core.PackedB(b, False, isa), residual=c, out=c)
+    assert_close(c, want, K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_threads_give_identical_results(isa):
+    rng = np.random.default_rng(4)
+    for M, N, K in [(300, 200, 700), (1, 1000, 64), (97, 33, 1)]:
+        a = rand(rng, M, K)
+        b = rand(rng, K, N)
+        bias = rand(rng, N)
+        pb = _core.PackedB(b, False, isa)
+        one = _core.sgemm_packed(a, pb, bias=bias, activation="silu", num_threads=1)
+        two = _core.sgemm_packed(a, pb, bias=bias, activation="silu", num_threads=2)
+        np.testing.assert_array_equal(one, two)
+        assert_close(one, reference(a, b, False, bias, None, "silu"), K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_packed_b_properties(isa):
+    _, nr = _core.gemm_tile(isa)
+    b = np.ones((10, nr + 1), dtype=np.float32)
+    pb = _core.PackedB(b, False, isa)
+    assert (pb.K, pb.N, pb.isa) == (10, nr + 1, isa)
+    assert pb.bytes == 2 * nr * 10 * 4
+    pbt = _core.PackedB(b, True, isa)
+    assert (pbt.K, pbt.N) == (nr + 1, 10)
+
+
+def test_bad_inputs():
+    isa = _core.best_isa()
+    a = np.ones((3, 4), dtype=np.float32)
+    b = np.ones((4, 5), dtype=np.float32)
+    pb = _core.PackedB(b, False, isa)
+    with pytest.raises(ValueError, match="float32"):
+        _core.sgemm_packed(a.astype(np.float64), pb)
+    with pytest.raises(ValueError, match="float32"):
+        _core.PackedB(b.astype(np.float64), False, isa)
+    with pytest.raises(ValueError, match="K=5"):
+        _core.sgemm_packed(np.ones((3, 5), dtype=np.float32), pb)
+    with pytest.raises(ValueError, match="K="):
+        _core.sgemm(a, np.ones((3, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        _core.sgemm_packed(np.ones(4, dtype=np.float32), pb)
+    with pytest.raises(ValueError, match="unknown activation 'gelu9'"):
+        _core.sgemm_packed(a, pb, activation="gelu9")
+    with pytest.raises(ValueError, match="unknown ISA 'sse9'"):
+        _core.PackedB(b, False, "sse9")
+    with pytest.raises(ValueError, match="unknown ISA"):
+        _core.sgemm(a, b, isa="sse9")
+    with pytest.raises(ValueError, match="bias"):
+        _core.sgemm_packed(a, pb, bias=np.ones(4, dtype=np.float32))
+    with pytest.raises(ValueError, match="residual"):
+        _core.sgemm_packed(a, pb, residual=np.ones((3, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match="contiguous"):
+        _core.sgemm_packed(np.ones((4, 3), dtype=np.float32).T, pb)
+    with pytest.raises(ValueError, match="num_threads"):
+        _core.sgemm_packed(a, pb, num_threads=0)
+    with pytest.raises(ValueError, match="out"):
+        _core.sgemm_packed(a, pb, out=np.ones((3, 4), dtype=np.float32))
+
+
+@pytest.mark.skipif(BEST == len(ISA_ORDER) - 1, reason="the CPU supports every variant")
+def test_unsupported_isa_is_an_error():
+    with pytest.raises(ValueError, match="not supported"):
+        _core.PackedB(np.ones((2, 2), dtype=np.float32), False, ISA_ORDER[BEST + 1])
