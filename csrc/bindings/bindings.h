@@ -4,4 +4,5 @@
 
 namespace si {
 void bind_runtime(nanobind::module_& m);
+void bind_conv(nanobind::module_& m);
 }  // namespace si
