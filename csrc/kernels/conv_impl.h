@@ -72,6 +72,9 @@ void direct_tile(const ConvJob& j, const float* in_n, const float* wg, int ih0, 
       for (int s = s0; s < s1; ++s) {
         const float* ip = in_r + ptrdiff_t(iw0 + s * dw) * CS;
         const float* wp = w_r + s * w_sstride;
+        // Opaque to the optimiser: otherwise GCC turns each of the P*CI input addresses into its
+        // own induction variable across the c/r/s loops and spills them all to the stack.
+        asm("" : "+r"(ip), "+r"(wp));
 #pragma GCC unroll 16
         for (int ci = 0; ci < CI; ++ci) {
           T wv[FB];
