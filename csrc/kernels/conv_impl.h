@@ -45,8 +45,15 @@ inline Tv epilogue(const ConvJob& j, Tv v, Tv bias, const float* res, int valid)
 
 // in_n: the image (NCHWc: [Cb][H][W][B]; NCHW: [C][H][W]); wg: the group's packed weights;
 // out/res: at (kb0, oh, ow) in NCHWc, consecutive blocks kstride floats apart.
+// Input channels (blocks) [cr.c0, cr.c1) only: the first range starts the accumulators at 0, later
+// ones continue from the partial sums stored in `out`; the last one applies the epilogue.
+struct CRange {
+  int c0, c1;
+  bool first, last;
+};
+
 template <int FB, int P, bool NCHW>
-void direct_tile(const ConvJob& j, const float* in_n, const float* wg, int ih0, int iw0, int r0,
+void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int ih0, int iw0, int r0,
                  int r1, int s0, int s1, float* out, const float* res, size_t kstride, int kb0) {
   using T = typename V::T;
   constexpr int B = V::B;
@@ -55,15 +62,21 @@ void direct_tile(const ConvJob& j, const float* in_n, const float* wg, int ih0, 
   const int W = j.p.W, S = j.p.S, dh = j.p.dil_h, dw = j.p.dil_w;
   const size_t pstride = size_t(j.p.stride_w) * CS;
   const size_t in_cstride = size_t(j.p.H) * W * CS;
-  const int nc = NCHW ? j.p.C : j.Cb;
   const size_t w_sstride = size_t(CI) * FB * B;
   const size_t w_cstride = size_t(j.p.R) * S * w_sstride;
   T acc[FB][P];
+  if (cr.first) {
 #pragma GCC unroll 4
-  for (int f = 0; f < FB; ++f)
+    for (int f = 0; f < FB; ++f)
 #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) acc[f][p] = V::zero();
-  for (int c = 0; c < nc; ++c) {
+      for (int p = 0; p < P; ++p) acc[f][p] = V::zero();
+  } else {
+#pragma GCC unroll 4
+    for (int f = 0; f < FB; ++f)
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) acc[f][p] = V::load(out + f * kstride + p * B);
+  }
+  for (int c = cr.c0; c < cr.c1; ++c) {
     const float* in_c = in_n + c * in_cstride;
     const float* w_c = wg + c * w_cstride;
     for (int r = r0; r < r1; ++r) {
@@ -90,6 +103,13 @@ void direct_tile(const ConvJob& j, const float* in_n, const float* wg, int ih0, 
       }
     }
   }
+  if (!cr.last) {
+#pragma GCC unroll 4
+    for (int f = 0; f < FB; ++f)
+#pragma GCC unroll 8
+      for (int p = 0; p < P; ++p) V::store(out + f * kstride + p * B, acc[f][p]);
+    return;
+  }
 #pragma GCC unroll 4
   for (int f = 0; f < FB; ++f) {
     const int kb = kb0 + f;
@@ -103,20 +123,20 @@ void direct_tile(const ConvJob& j, const float* in_n, const float* wg, int ih0, 
 }
 
 template <int FB, int P, bool NCHW>
-void direct_tail(int rem, const ConvJob& j, const float* in_n, const float* wg, int ih0, int iw0, int r0,
+void direct_tail(int rem, const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int ih0, int iw0, int r0,
                  int r1, float* out, const float* res, size_t kstride, int kb0) {
   if constexpr (P >= 1) {
     if (rem == P) {
-      direct_tile<FB, P, NCHW>(j, in_n, wg, ih0, iw0, r0, r1, 0, j.p.S, out, res, kstride, kb0);
+      direct_tile<FB, P, NCHW>(j, cr, in_n, wg, ih0, iw0, r0, r1, 0, j.p.S, out, res, kstride, kb0);
     } else {
-      direct_tail<FB, P - 1, NCHW>(rem, j, in_n, wg, ih0, iw0, r0, r1, out, res, kstride, kb0);
+      direct_tail<FB, P - 1, NCHW>(rem, j, cr, in_n, wg, ih0, iw0, r0, r1, out, res, kstride, kb0);
     }
   }
 }
 
 // One output row segment [ow_b, ow_e) of FB channel blocks starting at kb0.
 template <int FB, bool NCHW>
-void direct_row(const ConvJob& j, const float* in_n, const float* wg, int kb0, float* out_k,
+void direct_row(const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int kb0, float* out_k,
                 const float* res_k, int oh, int ow_b, int ow_e) {
   constexpr int B = V::B, P = V::kMaxP;
   const ConvParams& p = j.p;
@@ -133,67 +153,81 @@ void direct_row(const ConvJob& j, const float* in_n, const float* wg, int kb0, f
     const int iw0 = ow * p.stride_w - p.pad_left;
     int s0, s1;
     tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
-    direct_tile<FB, 1, NCHW>(j, in_n, wg, ih0, iw0, r0, r1, s0, s1, out_k + at(ow),
+    direct_tile<FB, 1, NCHW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, out_k + at(ow),
                              res_k ? res_k + at(ow) : nullptr, kstride, kb0);
   };
   for (int ow = ow_b; ow < a; ++ow) single(ow);
   int ow = a;
   for (; ow + P <= b; ow += P)
-    direct_tile<FB, P, NCHW>(j, in_n, wg, ih0, ow * p.stride_w - p.pad_left, r0, r1, 0, p.S, out_k + at(ow),
+    direct_tile<FB, P, NCHW>(j, cr, in_n, wg, ih0, ow * p.stride_w - p.pad_left, r0, r1, 0, p.S, out_k + at(ow),
                              res_k ? res_k + at(ow) : nullptr, kstride, kb0);
   if (ow < b)
-    direct_tail<FB, P - 1, NCHW>(b - ow, j, in_n, wg, ih0, ow * p.stride_w - p.pad_left, r0, r1, out_k + at(ow),
+    direct_tail<FB, P - 1, NCHW>(b - ow, j, cr, in_n, wg, ih0, ow * p.stride_w - p.pad_left, r0, r1, out_k + at(ow),
                                  res_k ? res_k + at(ow) : nullptr, kstride, kb0);
   for (int ow2 = b; ow2 < ow_e; ++ow2) single(ow2);
 }
 
 template <bool NCHW>
-void direct_row_fb(int fb, const ConvJob& j, const float* in_n, const float* wg, int kb0, float* out_k,
+void direct_row_fb(int fb, const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int kb0, float* out_k,
                    const float* res_k, int oh, int ow_b, int ow_e) {
   switch (fb) {
-    case 1: return direct_row<1, NCHW>(j, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
-    case 2: if constexpr (V::kMaxFB >= 2) return direct_row<2, NCHW>(j, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
+    case 1: return direct_row<1, NCHW>(j, cr, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
+    case 2: if constexpr (V::kMaxFB >= 2) return direct_row<2, NCHW>(j, cr, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
       break;
-    case 3: if constexpr (V::kMaxFB >= 3) return direct_row<3, NCHW>(j, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
+    case 3: if constexpr (V::kMaxFB >= 3) return direct_row<3, NCHW>(j, cr, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
       break;
-    case 4: if constexpr (V::kMaxFB >= 4) return direct_row<4, NCHW>(j, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
+    case 4: if constexpr (V::kMaxFB >= 4) return direct_row<4, NCHW>(j, cr, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
       break;
   }
 }
 
-// Splits an output row into chunks (multiples of the pixel tile) until there are enough tasks
-// to keep every thread busy at batch 1.
-inline int column_chunk(size_t tasks_per_chunk_count, int OW, int P) {
-  int chunk = OW;
-  while (tasks_per_chunk_count * size_t((OW + chunk - 1) / chunk) < 32 && chunk > 2 * P) {
-    const int half = (chunk + 1) / 2;
-    chunk = (half + P - 1) / P * P;
-  }
-  return chunk;
-}
+// Work split: tasks of (image, filter group, block of output rows, column chunk), enough of
+// them to keep every thread busy at batch 1, each as large as possible so that the group's weights
+// are reused across many pixel tiles. Inside a task the input channels are walked in chunks whose
+// packed weights fit in L2 (kWeightChunkBytes); the output tile holds the partial sums between
+// chunks.
+constexpr size_t kWeightChunkBytes = 192 * 1024;
+constexpr size_t kMinTasks = 16;
 
 template <bool NCHW>
 void direct_run(const ConvJob& j, const float* in, float* out, const float* res, ThreadPool* pool) {
-  constexpr int B = V::B;
+  constexpr int B = V::B, P = V::kMaxP;
   const int G = conv_num_fb_groups(j.Kb, j.max_fb);
   const int CI = NCHW ? 1 : B;
   const int nc = NCHW ? j.p.C : j.Cb;
   const size_t in_img = size_t(nc) * j.p.H * j.p.W * CI;
   const size_t out_img = size_t(j.Kb) * j.OH * j.OW * B;
   const size_t w_block = size_t(nc) * j.p.R * j.p.S * CI * B;  // packed floats per output block
-  const int chunk = column_chunk(size_t(j.p.N) * G * j.OH, j.OW, V::kMaxP);
-  const int nchunks = (j.OW + chunk - 1) / chunk;
-  run_parallel(pool, size_t(j.p.N) * G * j.OH * nchunks, [&](size_t t) {
-    const int ck = int(t % nchunks);
-    t /= nchunks;
-    const int oh = int(t % j.OH);
-    t /= j.OH;
+  const size_t w_cbytes = size_t(j.max_fb) * j.p.R * j.p.S * CI * B * sizeof(float);  // per c, whole group
+  const int cchunk = imax(1, imin(nc, int(kWeightChunkBytes / w_cbytes)));
+  int rows = j.OH, cols = j.OW;
+  auto ntasks = [&] { return size_t(j.p.N) * G * ((j.OH + rows - 1) / rows) * ((j.OW + cols - 1) / cols); };
+  while (ntasks() < kMinTasks) {
+    if (rows > 1) {
+      rows = (rows + 1) / 2;
+    } else if (cols > 2 * P) {
+      cols = ((cols + 1) / 2 + P - 1) / P * P;
+    } else {
+      break;
+    }
+  }
+  const int nrb = (j.OH + rows - 1) / rows, ncc = (j.OW + cols - 1) / cols;
+  run_parallel(pool, ntasks(), [&](size_t t) {
+    const int ck = int(t % ncc);
+    t /= ncc;
+    const int rb = int(t % nrb);
+    t /= nrb;
     const int g = int(t % G), n = int(t / G);
     int kb0, fb;
     conv_fb_group(j.Kb, j.max_fb, g, kb0, fb);
     const size_t ko = n * out_img + size_t(kb0) * j.OH * j.OW * B;
-    direct_row_fb<NCHW>(fb, j, in + n * in_img, j.w + kb0 * w_block, kb0, out + ko, res ? res + ko : nullptr, oh,
-                        ck * chunk, imin(j.OW, (ck + 1) * chunk));
+    const float* wg = j.w + kb0 * w_block;
+    const int oh1 = imin(j.OH, (rb + 1) * rows), ow0 = ck * cols, ow1 = imin(j.OW, ow0 + cols);
+    for (int c0 = 0; c0 < nc; c0 += cchunk) {
+      const CRange cr{c0, imin(nc, c0 + cchunk), c0 == 0, c0 + cchunk >= nc};
+      for (int oh = rb * rows; oh < oh1; ++oh)
+        direct_row_fb<NCHW>(fb, j, cr, in + n * in_img, wg, kb0, out + ko, res ? res + ko : nullptr, oh, ow0, ow1);
+    }
   });
 }
 
@@ -214,6 +248,7 @@ void dw_tile(const ConvJob& j, const float* in_c, const float* w_c, int ih0, int
     for (int s = s0; s < s1; ++s) {
       const T wv = V::load(w_c + (r * S + s) * B);
       const float* ip = in_r + ptrdiff_t(iw0 + s * dw) * B;
+      asm("" : "+r"(ip));
 #pragma GCC unroll 8
       for (int p = 0; p < P; ++p) acc[p] = V::fma(V::load(ip + p * pstride), wv, acc[p]);
     }
