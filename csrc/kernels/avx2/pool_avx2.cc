@@ -1,0 +1,8 @@
+// avx2 instantiation of the NCHWc pooling kernels (pool_impl.h, vectorised by the compiler).
+#include <cstddef>
+
+#include "kernels/pool.h"
+
+namespace si::avx2 {
+#include "kernels/pool_impl.h"
+}  // namespace si::avx2
