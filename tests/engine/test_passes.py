@@ -126,3 +126,24 @@ def test_shape_subgraph_folds_to_constants(rng):
     assert engine.fraction_of_native_ops == 1.0
     x = rng.standard_normal((5, 3, 4)).astype(np.float32)
     np.testing.assert_array_equal(engine.run([x])[0], x.reshape(5, 12))
+
+
+def test_residual_produced_after_the_conv_keeps_topological_order(rng):
+    """ResNet's downsample branch: the residual's conv comes after the main conv in node order."""
+    c = 4
+    inits = {k: rng.standard_normal((c, c, 1, 1)).astype(np.float32) for k in ("w1", "w2", "wd")}
+    model = make_model([helper.make_node("Conv", ["x", "w1"], ["a"]), helper.make_node("Relu", ["a"], ["ar"]),
+                        helper.make_node("Conv", ["ar", "w2"], ["b"]),
+                        helper.make_node("Conv", ["x", "wd"], ["d"]),
+                        helper.make_node("Add", ["b", "d"], ["s"]), helper.make_node("Relu", ["s"], ["y"])],
+                       [f32("x", [1, c, 5, 5])], [f32("y", [1, c, 5, 5])], inits)
+    graph = optimize(import_onnx(model, {"x": (1, c, 5, 5)}))
+    seen = set(graph.inputs) | set(graph.constants)
+    for n in graph.nodes:
+        assert all((not i) or i in seen for i in n.inputs), f"{n.name} reads a value produced later"
+        seen.update(n.outputs)
+    assert sorted(n.op for n in graph.nodes) == ["FusedConv"] * 3
+    assert sum(bool(n.inputs[3]) for n in graph.nodes) == 1
+    engine = sparseinfer.compile_model(model)
+    x = rng.standard_normal((1, c, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

@@ -231,3 +231,125 @@ def lowering_for(node: Node, graph: Graph) -> Lowering | None:
         return low if low.supports(node, graph) else None
     except (KeyError, TypeError, ValueError, IndexError):
         return None
+
+
+# ---- producers with fused epilogues: conv (NCHWc) and GEMM ------------------------------------
+
+def conv_pads(node: Node, in_hw: tuple[int, int], kernel: tuple[int, int], strides, dilations) -> list[int] | None:
+    """[top, left, bottom, right] from pads or auto_pad."""
+    auto = node.attr("auto_pad", "NOTSET")
+    if auto in ("NOTSET", "", None):
+        pads = list(node.attr("pads", [0, 0, 0, 0]))
+        return [pads[0], pads[1], pads[2], pads[3]] if len(pads) == 4 else None
+    if auto == "VALID":
+        return [0, 0, 0, 0]
+    begin, end = [], []
+    for size, k, s, d in zip(in_hw, kernel, strides, dilations):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        b = total // 2 if auto == "SAME_UPPER" else total - total // 2
+        begin.append(b)
+        end.append(total - b)
+    return [begin[0], begin[1], end[0], end[1]]
+
+
+class FusedConvLowering(Lowering):
+    def supports(self, node, graph):
+        if not hasattr(_core, "ConvOp") or not _all_f32(node, graph):
+            return False
+        w = graph.constants.get(node.inputs[1])
+        x_shape = graph.shapes.get(node.inputs[0])
+        if w is None or w.ndim != 4 or x_shape is None or len(x_shape) != 4:
+            return False
+        groups = int(node.attr("group", 1))
+        return x_shape[1] == w.shape[1] * groups and w.shape[0] % groups == 0
+
+    def emit(self, b, node):
+        g = b.graph
+        x_name, w_name, b_name, r_name = (list(node.inputs) + ["", "", "", ""])[:4]
+        w = np.ascontiguousarray(g.constants[w_name], np.float32)
+        bias = np.ascontiguousarray(g.constants[b_name], np.float32) if b_name else None
+        shape = g.shapes[x_name]
+        kernel = (w.shape[2], w.shape[3])
+        strides = list(node.attr("strides", [1, 1]))
+        dil = list(node.attr("dilations", [1, 1]))
+        pads = conv_pads(node, shape[2:], kernel, strides, dil)
+        op = _core.ConvOp(w, bias, strides, pads, dil, int(node.attr("group", 1)), list(shape),
+                          node.attr("activation", "none"), float(node.attr("alpha", 0.0)),
+                          float(node.attr("beta", 0.0)), _core.active_isa(), bool(r_name))
+        x = b.read(x_name, layouts=("plain",) if op.input_is_nchw else ("nchwc",))
+        ins = [x] + ([b.read(r_name, layouts=("nchwc",))] if r_name else [])
+        y = b.write(node.outputs[0], layout="nchwc")
+        b.add(op, ins, [y], node)
+
+
+class FusedGemmLowering(Lowering):
+    def supports(self, node, graph):
+        if not hasattr(_core, "GemmOp") or not _all_f32(node, graph):
+            return False
+        w = graph.constants.get(node.inputs[1])
+        x_shape = graph.shapes.get(node.inputs[0])
+        return w is not None and w.ndim == 2 and x_shape is not None and len(x_shape) >= 1 \
+            and x_shape[-1] == w.shape[0]
+
+    def emit(self, b, node):
+        g = b.graph
+        x_name, w_name, b_name, r_name = (list(node.inputs) + ["", "", "", ""])[:4]
+        w = np.ascontiguousarray(g.constants[w_name], np.float32)
+        bias = np.ascontiguousarray(g.constants[b_name], np.float32) if b_name else None
+        m = int(np.prod(g.shapes[x_name][:-1]))
+        op = _core.GemmOp(m, w, bias, node.attr("activation", "none"), float(node.attr("alpha", 0.0)),
+                          float(node.attr("beta", 0.0)), _core.active_isa(), bool(r_name))
+        ins = [b.read(x_name)] + ([b.read(r_name)] if r_name else [])
+        y = b.write(node.outputs[0], layout="plain")
+        b.add(op, ins, [y], node)
+
+
+register(DOMAIN, ("FusedConv",), FusedConvLowering())
+register(DOMAIN, ("FusedGemm",), FusedGemmLowering())
+
+
+class PoolLowering(Lowering):
+    """MaxPool / AveragePool over 2-D windows, in NCHWc."""
+
+    def supports(self, node, graph):
+        if not hasattr(_core, "PoolOp") or not _all_f32(node, graph, (0,)):
+            return False
+        if node.op == "MaxPool" and len([o for o in node.outputs if o]) > 1:
+            return False  # the Indices output
+        if node.attr("storage_order", 0):
+            return False
+        shape = graph.shapes.get(node.inputs[0])
+        return shape is not None and len(shape) == 4 and len(node.attr("kernel_shape", [])) == 2
+
+    def emit(self, b, node):
+        g = b.graph
+        shape = g.shapes[node.inputs[0]]
+        out_shape = g.shapes[node.outputs[0]]
+        kernel = list(node.attr("kernel_shape"))
+        strides = list(node.attr("strides", [1, 1]))
+        dil = list(node.attr("dilations", [1, 1]))
+        pads = conv_pads(node, shape[2:], kernel, strides, dil)
+        op = _core.PoolOp("max" if node.op == "MaxPool" else "avg", list(shape), kernel, strides, pads, dil,
+                          bool(node.attr("count_include_pad", 0)), [out_shape[2], out_shape[3]], b.block,
+                          _core.active_isa())
+        x = b.read(node.inputs[0], layouts=("nchwc",))
+        y = b.write(node.outputs[0], layout="nchwc")
+        b.add(op, [x], [y], node)
+
+
+class GlobalAveragePoolLowering(Lowering):
+    def supports(self, node, graph):
+        shape = graph.shapes.get(node.inputs[0])
+        return hasattr(_core, "GlobalAvgPoolOp") and _all_f32(node, graph) and shape is not None and len(shape) == 4
+
+    def emit(self, b, node):
+        n, c, h, w = b.graph.shapes[node.inputs[0]]
+        x = b.read(node.inputs[0], layouts=("nchwc",))
+        y = b.write(node.outputs[0], layout="nchwc")
+        b.add(_core.GlobalAvgPoolOp(n, c, h * w, b.block, _core.active_isa()), [x], [y], node)
+
+
+for _d in _STD:
+    register(_d, ("MaxPool", "AveragePool"), PoolLowering())
+    register(_d, ("GlobalAveragePool",), GlobalAveragePoolLowering())

@@ -12,8 +12,12 @@ from sparseinfer.graph.passes.infer_shapes import infer_shapes
 
 def optimize(graph: Graph) -> Graph:
     graph = eliminate_identities(graph)
-    graph = fold_constants(graph)
-    graph = infer_shapes(graph)
+    # Folding Shape ops can settle shapes, which lets more Shape ops fold: iterate to a fixpoint.
+    for _ in range(8):
+        before = len(graph.nodes)
+        graph = infer_shapes(fold_constants(graph))
+        if len(graph.nodes) == before:
+            break
     graph = fold_batchnorm(graph)
     graph = fuse_epilogues(graph)
     return remove_unused(graph)

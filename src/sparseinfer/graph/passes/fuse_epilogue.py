@@ -65,9 +65,11 @@ def _silu_partner(value: str, consumers: dict[str, list[Node]]) -> tuple[Node, N
     return sig, mul
 
 
-def _single_use(value: str, graph: Graph, consumers: dict[str, list[Node]]) -> Node | None:
+def _single_use(value: str, graph: Graph, consumers: dict[str, list[Node]], claimed: set[int]) -> Node | None:
+    """The only consumer of ``value``, unless the value is a graph output or that consumer
+    was already absorbed by another producer."""
     uses = consumers.get(value, [])
-    if len(uses) != 1 or value in graph.outputs:
+    if len(uses) != 1 or value in graph.outputs or id(uses[0]) in claimed:
         return None
     return uses[0]
 
@@ -78,6 +80,7 @@ def fuse_epilogues(graph: Graph) -> Graph:
     shapes, dtypes = dict(graph.shapes), dict(graph.dtypes)
     dropped: set[int] = set()
     replacement: dict[int, Node] = {}
+    producer_of_out = graph.producers()
 
     for node in graph.nodes:
         if node.domain not in _STD or id(node) in dropped:
@@ -90,7 +93,7 @@ def fuse_epilogues(graph: Graph) -> Graph:
         bias_name = inputs[2] if len(inputs) > 2 else ""
         residual = ""
         # Add: a per-channel constant joins the bias; a same-shape tensor is the residual.
-        nxt = _single_use(out, graph, consumers)
+        nxt = _single_use(out, graph, consumers, dropped | set(replacement))
         if nxt is not None and nxt.op == "Add" and nxt.domain in _STD:
             other = nxt.inputs[1] if nxt.inputs[0] == out else nxt.inputs[0]
             channels = _out_channels(fused_op, inputs, graph, constants)
@@ -102,13 +105,13 @@ def fuse_epilogues(graph: Graph) -> Graph:
                 shapes[bias_name], dtypes[bias_name] = bias.shape, np.dtype(np.float32)
                 dropped.add(id(nxt))
                 out = nxt.outputs[0]
-                nxt = _single_use(out, graph, consumers)
+                nxt = _single_use(out, graph, consumers, dropped | set(replacement))
             elif (other not in graph.constants and graph.shapes.get(other) == shapes[out]
                   and dtypes.get(other) == np.float32):
                 residual = other
                 dropped.add(id(nxt))
                 out = nxt.outputs[0]
-                nxt = _single_use(out, graph, consumers)
+                nxt = _single_use(out, graph, consumers, dropped | set(replacement))
         act = ("none", 0.0, 0.0)
         if nxt is not None and activation_of(nxt, graph) is not None:
             act = activation_of(nxt, graph)
@@ -116,13 +119,18 @@ def fuse_epilogues(graph: Graph) -> Graph:
             out = nxt.outputs[0]
         else:
             silu = _silu_partner(out, consumers) if out not in graph.outputs else None
-            if silu is not None:
+            if silu is not None and not any(id(n) in dropped or id(n) in replacement for n in silu):
                 act = ("silu", 0.0, 0.0)
                 dropped.update(id(n) for n in silu)
                 out = silu[1].outputs[0]
         attrs.update(activation=act[0], alpha=act[1], beta=act[2])
         fused_inputs = (inputs[0], inputs[1], bias_name, residual)
-        replacement[id(node)] = Node(fused_op, fused_inputs, (out,), attrs, name=node.name, domain=DOMAIN)
+        # The fused node takes the place of the last node it absorbs: a residual may be produced
+        # after the conv/gemm (ResNet's downsample branch), so the producer's slot is too early.
+        last = producer_of_out[out]
+        dropped.add(id(node))
+        dropped.discard(id(last))
+        replacement[id(last)] = Node(fused_op, fused_inputs, (out,), attrs, name=node.name, domain=DOMAIN)
 
     if not replacement:
         return graph

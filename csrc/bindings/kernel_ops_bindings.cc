@@ -1,0 +1,96 @@
+// Python constructors of the plan ops over the conv / gemm / pool / reorder kernel families.
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <optional>
+#include <stdexcept>
+
+#include "bindings/bindings.h"
+#include "ops/kernel_ops.h"
+
+namespace nb = nanobind;
+
+namespace si {
+namespace {
+
+using CArray = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+
+int at(const std::vector<int>& v, size_t i, const char* what) {
+  if (i >= v.size()) throw std::invalid_argument(std::string(what) + " has too few entries");
+  return v[i];
+}
+
+}  // namespace
+
+void bind_kernel_ops(nb::module_& m) {
+  nb::class_<ConvOp, Op>(m, "ConvOp")
+      .def("__init__",
+           [](ConvOp* self, CArray w, std::optional<CArray> bias, std::vector<int> strides, std::vector<int> pads,
+              std::vector<int> dil, int groups, std::vector<int> in_shape, const std::string& act, float alpha,
+              float beta, const std::string& isa, bool has_residual) {
+             if (w.ndim() != 4) throw std::invalid_argument("ConvOp: weight must be OIHW (4-D)");
+             if (in_shape.size() != 4) throw std::invalid_argument("ConvOp: input shape must be NCHW");
+             ConvParams p;
+             p.N = in_shape[0]; p.C = in_shape[1]; p.H = in_shape[2]; p.W = in_shape[3];
+             p.K = int(w.shape(0)); p.R = int(w.shape(2)); p.S = int(w.shape(3));
+             p.stride_h = at(strides, 0, "strides"); p.stride_w = at(strides, 1, "strides");
+             p.pad_top = at(pads, 0, "pads"); p.pad_left = at(pads, 1, "pads");
+             p.pad_bottom = at(pads, 2, "pads"); p.pad_right = at(pads, 3, "pads");
+             p.dil_h = at(dil, 0, "dilations"); p.dil_w = at(dil, 1, "dilations");
+             p.groups = groups;
+             if (bias && bias->size() != size_t(p.K)) throw std::invalid_argument("ConvOp: bias needs K values");
+             new (self) ConvOp(p, w.data(), bias ? bias->data() : nullptr, activation_from_name(act), alpha, beta,
+                               parse_isa(isa), has_residual);
+           },
+           nb::arg("weight"), nb::arg("bias").none(), nb::arg("strides"), nb::arg("pads"), nb::arg("dilations"),
+           nb::arg("groups"), nb::arg("input_shape"), nb::arg("activation"), nb::arg("alpha"), nb::arg("beta"),
+           nb::arg("isa"), nb::arg("has_residual"))
+      .def_prop_ro("input_is_nchw", &ConvOp::input_is_nchw);
+
+  nb::class_<GemmOp, Op>(m, "GemmOp")
+      .def("__init__",
+           [](GemmOp* self, int M, CArray w, std::optional<CArray> bias, const std::string& act, float alpha,
+              float beta, const std::string& isa, bool has_residual) {
+             if (w.ndim() != 2) throw std::invalid_argument("GemmOp: weight must be K x N");
+             const int K = int(w.shape(0)), N = int(w.shape(1));
+             if (bias && bias->size() != size_t(N)) throw std::invalid_argument("GemmOp: bias needs N values");
+             new (self) GemmOp(M, w.data(), K, N, bias ? bias->data() : nullptr, activation_from_name(act), alpha,
+                               beta, parse_isa(isa), has_residual);
+           },
+           nb::arg("m"), nb::arg("weight"), nb::arg("bias").none(), nb::arg("activation"), nb::arg("alpha"),
+           nb::arg("beta"), nb::arg("isa"), nb::arg("has_residual"));
+
+  nb::class_<ReorderOp, Op>(m, "ReorderOp")
+      .def(nb::init<int, int, int, int, bool>(), nb::arg("n"), nb::arg("c"), nb::arg("hw"), nb::arg("block"),
+           nb::arg("to_blocked"));
+
+  nb::class_<PoolOp, Op>(m, "PoolOp")
+      .def("__init__",
+           [](PoolOp* self, const std::string& kind, std::vector<int> in_shape, std::vector<int> kernel,
+              std::vector<int> strides, std::vector<int> pads, std::vector<int> dil, bool count_include_pad,
+              std::vector<int> out_hw, int block, const std::string& isa) {
+             if (kind != "max" && kind != "avg") throw std::invalid_argument("PoolOp: kind is max or avg");
+             PoolParams p;
+             p.N = at(in_shape, 0, "input_shape"); p.C = at(in_shape, 1, "input_shape");
+             p.H = at(in_shape, 2, "input_shape"); p.W = at(in_shape, 3, "input_shape");
+             p.R = at(kernel, 0, "kernel"); p.S = at(kernel, 1, "kernel");
+             p.stride_h = at(strides, 0, "strides"); p.stride_w = at(strides, 1, "strides");
+             p.pad_top = at(pads, 0, "pads"); p.pad_left = at(pads, 1, "pads");
+             p.pad_bottom = at(pads, 2, "pads"); p.pad_right = at(pads, 3, "pads");
+             p.dil_h = at(dil, 0, "dilations"); p.dil_w = at(dil, 1, "dilations");
+             p.count_include_pad = count_include_pad;
+             p.OH = at(out_hw, 0, "output_hw"); p.OW = at(out_hw, 1, "output_hw");
+             new (self) PoolOp(p, kind == "max" ? PoolKind::kMax : PoolKind::kAvg, block, parse_isa(isa));
+           },
+           nb::arg("kind"), nb::arg("input_shape"), nb::arg("kernel"), nb::arg("strides"), nb::arg("pads"),
+           nb::arg("dilations"), nb::arg("count_include_pad"), nb::arg("output_hw"), nb::arg("block"), nb::arg("isa"));
+
+  nb::class_<GlobalAvgPoolOp, Op>(m, "GlobalAvgPoolOp")
+      .def("__init__", [](GlobalAvgPoolOp* self, int n, int c, int hw, int block, const std::string& isa) {
+        new (self) GlobalAvgPoolOp(n, c, hw, block, parse_isa(isa));
+      }, nb::arg("n"), nb::arg("c"), nb::arg("hw"), nb::arg("block"), nb::arg("isa"));
+}
+
+}  // namespace si
