@@ -5,7 +5,7 @@
 
 namespace si {
 
-Plan::Plan(int num_threads, bool pin_threads) : pool_(num_threads, pin_threads) {}
+Plan::Plan(int num_threads, bool pin_threads) : pool_(shared_thread_pool(num_threads, pin_threads)) {}
 
 int Plan::add_input_slot(size_t n) {
   slots_.push_back({SlotKind::kInput, input_slots_.size(), n});
@@ -85,12 +85,12 @@ void Plan::run(const float* const* inputs, float* const* outputs) {
   std::lock_guard<std::mutex> lock(run_mu_);
   bind(inputs, outputs);
   for (size_t i = 0; i < steps_.size(); ++i)
-    steps_[i].op->run(step_in_[i].data(), step_out_[i].data(), &pool_);
+    steps_[i].op->run(step_in_[i].data(), step_out_[i].data(), pool_.get());
 }
 
 void Plan::run_single(size_t i) {
   if (i >= steps_.size() || step_in_.size() != steps_.size()) throw std::out_of_range("run_single before run");
-  steps_[i].op->run(step_in_[i].data(), step_out_[i].data(), &pool_);
+  steps_[i].op->run(step_in_[i].data(), step_out_[i].data(), pool_.get());
 }
 
 }  // namespace si

@@ -46,7 +46,7 @@ class Plan {
   size_t weight_bytes() const;
   size_t num_ops() const { return steps_.size(); }
   const Op& op(size_t i) const { return *steps_.at(i).op; }
-  ThreadPool& pool() { return pool_; }
+  ThreadPool& pool() { return *pool_; }
 
   // Run only op i (for per-layer profiling); slots must have been filled by a run before.
   void run_single(size_t i);
@@ -63,7 +63,7 @@ class Plan {
   };
   void bind(const float* const* inputs, float* const* outputs);
 
-  ThreadPool pool_;
+  std::shared_ptr<ThreadPool> pool_;
   std::vector<Slot> slots_;
   std::vector<int> input_slots_, output_slots_;
   std::vector<std::vector<float>> constants_;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
@@ -37,6 +38,19 @@ inline void cpu_relax() {
 }
 
 }  // namespace
+
+std::shared_ptr<ThreadPool> shared_thread_pool(int num_threads, bool pin) {
+  static std::mutex mu;
+  static std::map<std::pair<int, bool>, std::weak_ptr<ThreadPool>> pools;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = pools[{num_threads, pin}];
+  std::shared_ptr<ThreadPool> pool = slot.lock();
+  if (!pool) {
+    pool = std::make_shared<ThreadPool>(num_threads, pin);
+    slot = pool;
+  }
+  return pool;
+}
 
 int physical_core_count() {
   std::vector<int> cpus = allowed_cpus();

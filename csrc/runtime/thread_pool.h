@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -54,6 +55,11 @@ class ThreadPool {
   bool stop_ = false;
   std::mutex call_mu_;  // serialises parallel_for callers sharing one pool
 };
+
+// The process-wide pool for (num_threads, pin): engines with the same core count share one set
+// of workers, so several engines running at once keep at most num_threads threads busy
+// instead of oversubscribing the cores (their parallel regions take turns).
+std::shared_ptr<ThreadPool> shared_thread_pool(int num_threads, bool pin);
 
 // Number of physical cores available to this process (affinity mask, SMT siblings counted once).
 int physical_core_count();

@@ -22,9 +22,8 @@ def parse_shapes(text: str | None):
     return [[int(d) for d in p.split("x")] for p in parts]
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("benchmark", help="time engines on a model (sync, alternating, medians)",
-                       description=__doc__)
+def configure(p: argparse.ArgumentParser):
+    """Adds the ``benchmark`` arguments to ``p`` and returns the handler (see sparseinfer.cli)."""
     p.add_argument("model", help="an .onnx path or a zoo stub such as zoo:resnet50-pruned90")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--num-cores", type=int, default=None, help="default: all physical cores")
@@ -35,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--input-shapes", default=None, help="e.g. 1x3x224x224 or input_ids:1x128,attention_mask:1x128")
     p.add_argument("--export-json", default=None, help="write the results to this file")
-    p.set_defaults(func=run)
+    return run
 
 
 def run(args: argparse.Namespace) -> int:

@@ -97,6 +97,38 @@ class CompiledGraph:
     def fraction_native(self) -> float:
         return sum(r.native for r in self.report) / len(self.report) if self.report else 1.0
 
+    def profile(self, inputs: Sequence[np.ndarray], repeats: int = 5) -> list[dict]:
+        """Median time of every native op (run alone, after a full run filled its inputs) and
+        of every fallback region, in execution order."""
+        import time
+
+        rows: list[dict] = []
+        env: dict[str, np.ndarray] = dict(zip(self.graph.inputs, inputs))
+        for seg in self.segments:
+            if isinstance(seg, NativeSegmentPlan):
+                args = [np.ascontiguousarray(env[i], dtype=np.float32) for i in seg.inputs]
+                outs = seg.plan.run(args)  # keeps `args`/outputs alive while ops run alone
+                for k, st in enumerate(seg.steps):
+                    times = []
+                    for _ in range(repeats):
+                        t0 = time.perf_counter()
+                        seg.plan.run_single(k)
+                        times.append(time.perf_counter() - t0)
+                    rows.append({"node": st.node.name if st.node else "(layout reorder/copy)",
+                                 "op": st.node.op if st.node else "Reorder", "kernel": st.op.kernel_name,
+                                 "native": True, "ms": float(np.median(times)) * 1e3})
+            else:
+                times = []
+                for _ in range(repeats):
+                    t0 = time.perf_counter()
+                    outs = seg.run(env)
+                    times.append(time.perf_counter() - t0)
+                rows.append({"node": f"fallback region ({len(seg.nodes)} nodes)",
+                             "op": ",".join(sorted({n.op for n in seg.nodes})), "kernel": "onnxruntime",
+                             "native": False, "ms": float(np.median(times)) * 1e3})
+            env.update(zip(seg.outputs, outs))
+        return rows
+
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self._single is not None:
             return self._single.plan.run(list(inputs))

@@ -1,0 +1,1 @@
+"""Model architectures in plain PyTorch; the zoo registry (zoo/registry.py) lists them."""
