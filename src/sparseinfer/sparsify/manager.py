@@ -53,9 +53,10 @@ class RecipeManager:
         self.masks: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def from_yaml(cls, source: str | os.PathLike) -> "RecipeManager":
-        """A manager for a recipe file path, builtin recipe name or YAML text."""
-        return cls(load_recipe(source))
+    def from_yaml(cls, source: str | os.PathLike, overrides: dict[str, Any] | None = None) -> "RecipeManager":
+        """A manager for a recipe file path, builtin recipe name or YAML text; ``overrides``
+        replace the recipe's top-level variables."""
+        return cls(load_recipe(source, overrides))
 
     @property
     def pruning_modifiers(self) -> list[PruningModifier]:

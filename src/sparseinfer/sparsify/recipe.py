@@ -74,11 +74,12 @@ def builtin_recipes() -> dict[str, Path]:
     return {p.stem: p for p in sorted(_BUILTIN_DIR.glob("*.yaml"))}
 
 
-def load_recipe(source: str | os.PathLike) -> Recipe:
+def load_recipe(source: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Recipe:
     """Parses a recipe from a file path, a builtin recipe name (see :func:`builtin_recipes`)
-    or YAML text (anything containing a newline or a ``:``)."""
+    or YAML text (anything containing a newline or a ``:``). ``overrides`` replace the recipe's
+    top-level variables (e.g. ``{"final_sparsity": 0.95}``)."""
     text, name = _read(source)
-    return parse_recipe(text, name)
+    return parse_recipe(text, name, overrides)
 
 
 def _read(source: str | os.PathLike) -> tuple[str, str]:
@@ -96,8 +97,9 @@ def _read(source: str | os.PathLike) -> tuple[str, str]:
     return path.read_text(), str(path)
 
 
-def parse_recipe(text: str, source: str = "<text>") -> Recipe:
-    """Parses and validates recipe YAML text; raises :class:`RecipeError`."""
+def parse_recipe(text: str, source: str = "<text>", overrides: dict[str, Any] | None = None) -> Recipe:
+    """Parses and validates recipe YAML text; raises :class:`RecipeError`. ``overrides``
+    replace top-level variables; overriding a variable the recipe does not define is an error."""
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -109,6 +111,11 @@ def parse_recipe(text: str, source: str = "<text>") -> Recipe:
     if "modifiers" not in data:
         raise RecipeError(source, "missing the 'modifiers' list")
     variables = {k: v for k, v in data.items() if k != "modifiers"}
+    for key, value in (overrides or {}).items():
+        if key not in variables:
+            raise RecipeError(str(key), f"cannot override: the recipe defines no variable {key!r}; "
+                                        f"defined: {sorted(variables) or 'none'}")
+        variables[key] = value
     for key, value in variables.items():
         if isinstance(value, (dict, list)):
             raise RecipeError(str(key), f"top-level keys other than 'modifiers' are scalar variables; "
