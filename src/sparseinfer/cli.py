@@ -115,5 +115,12 @@ def _benchmark(parser: argparse.ArgumentParser) -> Handler:
     return configure(parser)
 
 
+@command("sparsify", help="apply a pruning recipe to a zoo model (one-shot) or the digits CNN, export to ONNX")
+def _sparsify(parser: argparse.ArgumentParser) -> Handler:
+    from sparseinfer.sparsify.command import configure
+
+    return configure(parser)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -55,8 +55,10 @@ def remove_masks(model: torch.nn.Module) -> None:
 
 
 def export_onnx(model: torch.nn.Module, example: torch.Tensor | Sequence[torch.Tensor], path: str | os.PathLike,
-                input_names: Sequence[str] = ("input",), output_names: Sequence[str] = ("output",)) -> ExportResult:
-    """Exports ``model`` (eval mode) to ``path`` as ONNX opset 17 with a dynamic batch dimension.
+                input_names: Sequence[str] = ("input",), output_names: Sequence[str] = ("output",),
+                dynamic_axes: dict[str, dict[int, str]] | None = None) -> ExportResult:
+    """Exports ``model`` (eval mode) to ``path`` as ONNX opset 17 with a dynamic batch dimension
+    (or ``dynamic_axes`` when given, e.g. to make a sequence dimension dynamic too).
 
     ``example`` is one tensor or a sequence of tensors (batch first) used for tracing."""
     import onnx
@@ -67,7 +69,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor | Sequence[torch.T
         raise ValueError(f"{len(args)} example inputs but {len(input_names)} input names {list(input_names)}")
     remove_masks(model)
     model.eval()
-    dynamic = {n: {0: "batch"} for n in [*input_names, *output_names]}
+    dynamic = dynamic_axes or {n: {0: "batch"} for n in [*input_names, *output_names]}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
