@@ -18,6 +18,7 @@ def trained():
     return data, digits.train_baseline(data)
 
 
+@pytest.mark.slow  # ~40 s alone on 2 threads, minutes on a loaded machine
 def test_gmp_90_keeps_99_percent_of_baseline_and_engine_agrees(trained, tmp_path):
     data, baseline = trained
     base_acc = digits.accuracy(baseline, data.x_test, data.y_test)
