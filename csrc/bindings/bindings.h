@@ -15,4 +15,5 @@ void bind_plan(nanobind::module_& m);
 void bind_gemm(nanobind::module_& m);
 void bind_conv(nanobind::module_& m);
 void bind_kernel_ops(nanobind::module_& m);
+void bind_spmm(nanobind::module_& m);
 }  // namespace si

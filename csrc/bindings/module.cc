@@ -7,4 +7,5 @@ NB_MODULE(_core, m) {
   si::bind_gemm(m);
   si::bind_conv(m);
   si::bind_kernel_ops(m);
+  si::bind_spmm(m);
 }

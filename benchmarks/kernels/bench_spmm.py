@@ -1,0 +1,137 @@
+"""Speed of every f32 spmm variant vs the dense sgemm_packed on the same problem, same run.
+
+Problem: out[M, Q] = W[M, K] @ In[K, Q] with W pruned to a given (unstructured) sparsity.
+Dense: _core.sgemm_packed(W, PackedB(In)) with In packed once outside the timing (favours
+dense). Sparse: _core.spmm(SparseWeights(W), In). Both write into a preallocated `out`.
+Prints JSON: per shape, sparsity and thread count, the median seconds of each candidate
+(candidates alternate within each repeat, after warm-up), effective GFLOP/s on the nonzero
+FLOPs (2 * nnz * Q) and the median speedup over dense. Never asserts on time.
+
+    python benchmarks/kernels/bench_spmm.py [--quick] [--threads 1,2] [--sparsities 0.8,0.9,0.95]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
+from sparseinfer import _core  # noqa: E402
+
+# (name, M, K, Q): ResNet-50 1x1 convs at batch 1 (Q = H*W) and batch 64 at 7x7, BERT-base
+# linear layers at sequence 128 (Q = tokens).
+SHAPES = [
+    ("resnet50.conv2_1x1_reduce", 64, 256, 3136),
+    ("resnet50.conv2_1x1_expand", 256, 64, 3136),
+    ("resnet50.conv3_1x1_reduce", 128, 512, 784),
+    ("resnet50.conv3_1x1_expand", 512, 128, 784),
+    ("resnet50.conv4_1x1_reduce", 256, 1024, 196),
+    ("resnet50.conv5_1x1_expand", 2048, 512, 49),
+    ("resnet50.conv5_1x1_expand_b64", 2048, 512, 3136),
+    ("bert_base.attn_out", 768, 768, 128),
+    ("bert_base.ffn_up", 3072, 768, 128),
+    ("bert_base.ffn_down", 768, 3072, 128),
+]
+
+
+def supported_variants() -> list[str]:
+    order = ["portable", "avx2", "avx512"]
+    best = order.index(_core.best_isa())
+    return [v for v in _core.spmm_variants() if order.index(v) <= best]
+
+
+def time_call(fn, min_time: float) -> float:
+    """Seconds per call: calls batched so one sample lasts >= min_time / 5."""
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    n = max(1, int(min_time / 5 / one))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def bench(M, K, Q, sparsity, threads, variants, repeats, min_time):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((M, K), dtype=np.float32)
+    w[rng.random((M, K)) < sparsity] = 0
+    x = rng.standard_normal((K, Q), dtype=np.float32)
+    out = np.empty((M, Q), dtype=np.float32)
+    dense_isa = _core.best_isa()
+    pb = _core.PackedB(x, False, dense_isa)
+    cands = {f"dense_{dense_isa}": lambda: _core.sgemm_packed(w, pb, num_threads=threads, out=out)}
+    for v in variants:
+        sw = _core.SparseWeights(w, None, v)
+        cands[f"spmm_{v}"] = (lambda sw=sw: _core.spmm(sw, x, num_threads=threads, out=out))
+    for fn in cands.values():  # warm-up
+        for _ in range(3):
+            fn()
+    samples = {k: [] for k in cands}
+    for _ in range(repeats):
+        for k, fn in cands.items():
+            samples[k].append(time_call(fn, min_time))
+    nnz = int((w != 0).sum())
+    dense_key = f"dense_{dense_isa}"
+    med = {k: statistics.median(s) for k, s in samples.items()}
+    # per-repeat ratios (same repeat: same machine noise), then their median
+    speedup = {k: statistics.median(d / s for d, s in zip(samples[dense_key], samples[k]))
+               for k in cands if k != dense_key}
+    return {
+        "nnz": nnz,
+        "ms": {k: round(v * 1e3, 4) for k, v in med.items()},
+        "gflops_effective": {k: round(2.0 * nnz * Q / v * 1e-9, 1) for k, v in med.items()},
+        "gflops_dense_equiv": {k: round(2.0 * M * K * Q / v * 1e-9, 1) for k, v in med.items()},
+        "speedup_vs_dense": {k: round(v, 2) for k, v in speedup.items()},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, shorter samples")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--sparsities", default="0.8,0.9,0.95")
+    ap.add_argument("--variants", default=None, help="comma list; default: all supported but portable")
+    ap.add_argument("--shapes", default=None, help="comma list of shape-name substrings")
+    args = ap.parse_args()
+
+    variants = (args.variants.split(",") if args.variants
+                else [v for v in supported_variants() if v != "portable"] or ["portable"])
+    threads_list = [int(t) for t in args.threads.split(",")]
+    sparsities = [float(s) for s in args.sparsities.split(",")]
+    repeats, min_time = (3, 0.05) if args.quick else (7, 0.15)
+    shapes = SHAPES
+    if args.shapes:
+        keys = args.shapes.split(",")
+        shapes = [s for s in SHAPES if any(k in s[0] for k in keys)]
+
+    out = {
+        "benchmark": "f32 spmm (sparse W x dense In) vs dense sgemm_packed",
+        "machine": {"cpu": platform.processor() or platform.machine(), "best_isa": _core.best_isa(),
+                    "cores": _core.physical_core_count()},
+        "unit": "ms: median; gflops_effective: nonzero FLOPs (2*nnz*Q) / median time; "
+                "speedup_vs_dense: median over repeats of dense time / spmm time",
+        "results": [],
+    }
+    for name, M, K, Q in shapes:
+        for sp in sparsities:
+            for t in threads_list:
+                r = bench(M, K, Q, sp, t, variants, repeats, min_time)
+                row = {"shape": name, "M": M, "K": K, "Q": Q, "sparsity": sp, "threads": t, **r}
+                out["results"].append(row)
+                print(f"# {name:30s} sp={sp:.2f} t={t} "
+                      + " ".join(f"{k}={v:.3f}ms" for k, v in r["ms"].items())
+                      + " speedup " + " ".join(f"{k}={v:.2f}x" for k, v in r["speedup_vs_dense"].items()),
+                      file=sys.stderr, flush=True)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

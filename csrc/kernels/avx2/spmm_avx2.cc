@@ -1,0 +1,85 @@
+// AVX2+FMA f32 spmm kernel: a tile of 32 positions (4 ymm) per output row, two nonzeros in
+// flight (8 accumulators). Remainder tiles of 24/16/8 positions, the last vector loaded and
+// stored with vmaskmov (fault-free on masked lanes).
+#include <immintrin.h>
+
+#include "kernels/avx2/vec_math.h"
+#include "kernels/spmm.h"
+
+namespace si {
+namespace {
+
+constexpr int kTile = 32;
+
+template <int NV, bool MASK>
+inline __m256 load(const float* p, int v, __m256i lm) {
+  if (MASK && v == NV - 1) return _mm256_maskload_ps(p, lm);
+  return _mm256_loadu_ps(p);
+}
+
+template <int NV, bool MASK>
+inline void row_tile(const SpmmEntry* e, const SpmmEntry* end, const float* x, float* o,
+                     const float* r, float bias, __m256i lm, const SpmmArgs& a) {
+  __m256 c0[NV], c1[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) c0[v] = c1[v] = _mm256_setzero_ps();
+  for (; e + 1 < end; e += 2) {
+    const float* x0 = x + e[0].off;
+    const float* x1 = x + e[1].off;
+    const __m256 w0 = _mm256_broadcast_ss(&e[0].w), w1 = _mm256_broadcast_ss(&e[1].w);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      c0[v] = _mm256_fmadd_ps(w0, load<NV, MASK>(x0 + 8 * v, v, lm), c0[v]);
+      c1[v] = _mm256_fmadd_ps(w1, load<NV, MASK>(x1 + 8 * v, v, lm), c1[v]);
+    }
+  }
+  if (e < end) {
+    const float* x0 = x + e[0].off;
+    const __m256 w0 = _mm256_broadcast_ss(&e[0].w);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) c0[v] = _mm256_fmadd_ps(w0, load<NV, MASK>(x0 + 8 * v, v, lm), c0[v]);
+  }
+  const __m256 b = _mm256_set1_ps(bias);
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    __m256 s = _mm256_add_ps(_mm256_add_ps(c0[v], c1[v]), b);
+    if (r) s = _mm256_add_ps(s, load<NV, MASK>(r + 8 * v, v, lm));
+    if (a.act != Activation::kNone) s = avx2::activate(s, a.act, a.alpha, a.beta);
+    if (MASK && v == NV - 1)
+      _mm256_maskstore_ps(o + 8 * v, lm, s);
+    else
+      _mm256_storeu_ps(o + 8 * v, s);
+  }
+}
+
+template <int NV, bool MASK>
+void rows(const SpmmArgs& a, int64_t q, __m256i lm) {
+  const float* x = a.in + q;
+  for (int m = a.m0; m < a.m1; ++m) {
+    const SpmmEntry* e = a.entries + a.row_start[m];
+    const SpmmEntry* end = a.entries + a.row_start[m + 1];
+    float* o = a.out + m * a.ldo + q;
+    const float* r = a.residual ? a.residual + m * a.ldo + q : nullptr;
+    row_tile<NV, MASK>(e, end, x, o, r, a.bias ? a.bias[m] : 0.f, lm, a);
+  }
+}
+
+}  // namespace
+
+void spmm_kernel_avx2(const SpmmArgs& a) {
+  int64_t q = a.q0;
+  const __m256i full = _mm256_set1_epi32(-1);
+  for (; q + kTile <= a.q1; q += kTile) rows<4, false>(a, q, full);
+  const int w = static_cast<int>(a.q1 - q);
+  if (w <= 0) return;
+  const int nv = (w + 7) / 8, last = w - 8 * (nv - 1);
+  const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32(last), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  switch (nv) {
+    case 4: return rows<4, true>(a, q, lm);
+    case 3: return rows<3, true>(a, q, lm);
+    case 2: return rows<2, true>(a, q, lm);
+    default: return rows<1, true>(a, q, lm);
+  }
+}
+
+}  // namespace si

@@ -1,0 +1,187 @@
+// f32 spmm: weight compression, the portable (reference) kernel, the task-splitting driver and
+// the one dispatch point of the family (spmm_tile / kernel_for).
+#include "kernels/spmm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "runtime/thread_pool.h"
+
+namespace si {
+namespace {
+
+constexpr int kPortableTile = 64;
+constexpr double kSerialWork = 1 << 17;  // below this many (nnz + rows) x positions: one thread
+constexpr int64_t kRowCost = 4;          // epilogue + row setup, in nonzero-equivalents
+
+SpmmKernel kernel_for(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return spmm_kernel_avx512;
+    case Isa::kAvx2: return spmm_kernel_avx2;
+    default: return spmm_kernel_portable;
+  }
+}
+
+void check_isa(Isa isa) {
+  if (static_cast<int>(isa) > static_cast<int>(best_isa()))
+    throw std::invalid_argument(std::string("ISA ") + isa_name(isa) +
+                                " is not supported by this CPU (best: " + isa_name(best_isa()) + ")");
+}
+
+// First row m in [0, M] with cost(m) = row_start[m] + kRowCost * m >= target.
+int row_at_cost(const int64_t* row_start, int M, int64_t target) {
+  int lo = 0, hi = M;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    if (row_start[mid] + kRowCost * mid < target) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+}  // namespace
+
+// ---- SparseWeights ----
+
+SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_offsets, Isa isa)
+    : M_(M), K_(K), isa_(isa) {
+  if (M < 0 || K < 0) throw std::invalid_argument("SparseWeights: M and K must be >= 0");
+  check_isa(isa);
+  if (K > 0 && !col_offsets) throw std::invalid_argument("SparseWeights: col_offsets is null");
+  for (int k = 0; k < K; ++k) {
+    const int64_t o = col_offsets[k];
+    if (o < 0 || o > std::numeric_limits<int32_t>::max())
+      throw std::invalid_argument("SparseWeights: col_offsets[" + std::to_string(k) + "] = " +
+                                  std::to_string(o) +
+                                  " is outside [0, 2^31 - 1] (offsets are stored as int32)");
+    max_col_offset_ = std::max(max_col_offset_, o);
+  }
+  size_t nnz = 0;
+  for (size_t i = 0, n = static_cast<size_t>(M) * K; i < n; ++i) nnz += w[i] != 0.f;
+  entries_.reserve(nnz);
+  row_start_.resize(static_cast<size_t>(M) + 1);
+  for (int m = 0; m < M; ++m) {
+    row_start_[m] = static_cast<int64_t>(entries_.size());
+    const float* row = w + static_cast<size_t>(m) * K;
+    for (int k = 0; k < K; ++k)
+      if (row[k] != 0.f) entries_.push_back({static_cast<int32_t>(col_offsets[k]), row[k]});
+  }
+  row_start_[M] = static_cast<int64_t>(entries_.size());
+}
+
+SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
+  if (factor < 0) throw std::invalid_argument("SparseWeights: offset factor must be >= 0");
+  const int64_t lim = std::numeric_limits<int32_t>::max();
+  if (max_col_offset_ > 0 && factor > lim / max_col_offset_)
+    throw std::invalid_argument("SparseWeights: offsets (" + std::to_string(max_col_offset_) + " x " +
+                                std::to_string(factor) + ") do not fit int32 storage");
+  SparseWeights s;
+  s.M_ = M_;
+  s.K_ = K_;
+  s.isa_ = isa_;
+  s.max_col_offset_ = max_col_offset_ < 0 ? max_col_offset_ : max_col_offset_ * factor;
+  s.entries_ = entries_;
+  for (SpmmEntry& e : s.entries_) e.off = static_cast<int32_t>(e.off * factor);
+  s.row_start_ = row_start_;
+  return s;
+}
+
+// ---- the portable kernel (also the reference the ISA variants are tested against) ----
+
+void spmm_kernel_portable(const SpmmArgs& a) {
+  constexpr int T = kPortableTile;
+  for (int64_t q = a.q0; q < a.q1; q += T) {
+    const int w = static_cast<int>(std::min<int64_t>(T, a.q1 - q));
+    const float* x = a.in + q;
+    for (int m = a.m0; m < a.m1; ++m) {
+      float acc[T];
+      std::fill(acc, acc + T, 0.f);
+      const SpmmEntry* e = a.entries + a.row_start[m];
+      const SpmmEntry* end = a.entries + a.row_start[m + 1];
+      if (w == T) {
+        for (; e < end; ++e) {
+          const float* xr = x + e->off;
+          const float wv = e->w;
+          for (int j = 0; j < T; ++j) acc[j] += wv * xr[j];
+        }
+      } else {
+        for (; e < end; ++e) {
+          const float* xr = x + e->off;
+          const float wv = e->w;
+          for (int j = 0; j < w; ++j) acc[j] += wv * xr[j];
+        }
+      }
+      float* o = a.out + m * a.ldo + q;
+      const float* r = a.residual ? a.residual + m * a.ldo + q : nullptr;
+      const float b = a.bias ? a.bias[m] : 0.f;
+      for (int j = 0; j < w; ++j) {
+        float v = acc[j] + b;
+        if (r) v += r[j];
+        o[j] = apply_activation(v, a.act, a.alpha, a.beta);
+      }
+    }
+  }
+}
+
+int spmm_tile(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return 64;
+    case Isa::kAvx2: return 32;
+    default: return kPortableTile;
+  }
+}
+
+// ---- the driver ----
+
+void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, int64_t ldo,
+              const Epilogue& ep, ThreadPool* pool) {
+  const int M = W.M();
+  if (Q <= 0 || M <= 0) return;
+  const SpmmKernel kernel = kernel_for(W.isa());
+  const int64_t tile = spmm_tile(W.isa());
+  const int64_t nq = (Q + tile - 1) / tile;
+  const int64_t cost = static_cast<int64_t>(W.nnz()) + kRowCost * M;
+
+  SpmmArgs base;
+  base.entries = W.entries();
+  base.row_start = W.row_start();
+  base.in = in;
+  base.out = out;
+  base.ldo = ldo;
+  base.bias = ep.bias;
+  base.residual = ep.residual;
+  base.act = ep.act;
+  base.alpha = ep.alpha;
+  base.beta = ep.beta;
+
+  const int threads = pool ? pool->num_threads() : 1;
+  const bool parallel = threads > 1 && static_cast<double>(cost) * Q >= kSerialWork;
+  if (!parallel) {
+    SpmmArgs a = base;
+    a.q0 = 0;
+    a.q1 = Q;
+    a.m0 = 0;
+    a.m1 = M;
+    kernel(a);
+    return;
+  }
+  // ~4 tasks per thread (dynamic scheduling evens out ragged edges): split Q first (each task
+  // then owns its input slice), then rows (balanced by nnz) when Q has too few tiles.
+  const int64_t target = 4 * threads;
+  const int64_t qb = std::min(nq, target);
+  const int64_t rb = std::min<int64_t>(M, (target + qb - 1) / qb);
+  auto task = [&](size_t t) {
+    const int64_t qi = static_cast<int64_t>(t) / rb, ri = static_cast<int64_t>(t) % rb;
+    SpmmArgs a = base;
+    a.q0 = (qi * nq / qb) * tile;
+    a.q1 = std::min(Q, ((qi + 1) * nq / qb) * tile);
+    a.m0 = ri == 0 ? 0 : row_at_cost(W.row_start(), M, ri * cost / rb);
+    a.m1 = ri + 1 == rb ? M : row_at_cost(W.row_start(), M, (ri + 1) * cost / rb);
+    if (a.m0 < a.m1 && a.q0 < a.q1) kernel(a);
+  };
+  pool->parallel_for(static_cast<size_t>(qb * rb), task);
+}
+
+}  // namespace si

@@ -1,0 +1,289 @@
+"""Every variant of the f32 spmm family (sparse W x dense channel-major input) against a NumPy
+float64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sparseinfer import _core
+
+ISA_ORDER = ["portable", "avx2", "avx512"]
+BEST = ISA_ORDER.index(_core.best_isa())
+VARIANTS = [
+    pytest.param(v, marks=pytest.mark.skipif(ISA_ORDER.index(v) > BEST,
+                                             reason=f"CPU lacks {v} (best: {_core.best_isa()})"))
+    for v in _core.spmm_variants()
+]
+SPARSITIES = [0.0, 0.5, 0.9, 0.99, 1.0]
+ACTIVATIONS = ["none", "relu", "clip", "sigmoid", "hardsigmoid", "hardswish", "silu", "tanh"]
+ACT_PARAMS = {"clip": (-0.5, 0.7), "hardsigmoid": (0.2, 0.5)}
+
+
+def act_ref(x, act, alpha=0.0, beta=0.0):
+    if act == "none":
+        return x
+    if act == "relu":
+        return np.maximum(x, 0)
+    if act == "clip":
+        return np.minimum(np.maximum(x, alpha), beta)
+    if act == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if act == "hardsigmoid":
+        return np.clip(alpha * x + beta, 0, 1)
+    if act == "hardswish":
+        return x * np.clip(x / 6 + 0.5, 0, 1)
+    if act == "silu":
+        return x / (1 + np.exp(-x))
+    if act == "tanh":
+        return np.tanh(x)
+    raise AssertionError(act)
+
+
+def sparse_weights(rng, M, K, sparsity):
+    w = rng.standard_normal((M, K)).astype(np.float32)
+    w[rng.random((M, K)) < sparsity] = 0
+    return w
+
+
+def reference(w, x, bias=None, residual=None, act="none", alpha=0.0, beta=0.0):
+    acc = w.astype(np.float64) @ x.astype(np.float64)
+    if bias is not None:
+        acc = acc + bias[:, None]
+    if residual is not None:
+        acc = acc + residual
+    return act_ref(acc, act, alpha, beta)
+
+
+def assert_close(got, want, K):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(max(K, 1)))
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(M=st.integers(1, 70), K=st.integers(1, 90),
+       Q=st.one_of(st.integers(1, 20), st.integers(1, 300)),
+       sparsity=st.sampled_from(SPARSITIES), plain=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_random_shapes(isa, M, K, Q, sparsity, plain, seed):
+    rng = np.random.default_rng(seed)
+    w = sparse_weights(rng, M, K, sparsity)
+    x = rand(rng, K, Q)
+    if plain:
+        got = _core.spmm(_core.SparseWeights(w, None, isa), x)
+    else:  # explicit offsets k * Q over a flat buffer
+        offs = np.arange(K, dtype=np.int64) * Q
+        got = _core.spmm(_core.SparseWeights(w, offs, isa), x.ravel(), Q)
+    assert got.shape == (M, Q) and got.dtype == np.float32
+    assert_close(got, reference(w, x), K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+def test_edge_widths(isa, sparsity):
+    """Q around every tile and vector width (1, 7, 8, 15, 16, 17, ..., 2 tiles + 1)."""
+    rng = np.random.default_rng(1)
+    tile = _core.spmm_tile(isa)
+    qs = sorted({1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, tile - 1, tile,
+                 tile + 1, 2 * tile + 5, 3 * tile})
+    w = sparse_weights(rng, 9, 40, sparsity)
+    bias = rand(rng, 9)
+    for Q in qs:
+        x = rand(rng, 40, Q)
+        res = rand(rng, 9, Q)
+        got = _core.spmm(_core.SparseWeights(w, None, isa), x, bias=bias, residual=res, activation="relu")
+        assert_close(got, reference(w, x, bias, res, "relu"), 40)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_single_nonzero_and_degenerate(isa):
+    rng = np.random.default_rng(2)
+    for M, K, Q in [(1, 1, 1), (1, 1, 100), (5, 1, 33), (1, 37, 70), (13, 29, 129)]:
+        w = np.zeros((M, K), dtype=np.float32)
+        w[rng.integers(M), rng.integers(K)] = 2.5
+        x = rand(rng, K, Q)
+        assert_close(_core.spmm(_core.SparseWeights(w, None, isa), x), reference(w, x), K)
+    # all-zero matrix and all-zero rows: output = act(bias + residual)
+    w = sparse_weights(rng, 12, 20, 0.5)
+    w[[0, 3, 11]] = 0
+    x = rand(rng, 20, 45)
+    bias = rand(rng, 12)
+    res = rand(rng, 12, 45)
+    for wz in (w, np.zeros_like(w)):
+        sw = _core.SparseWeights(wz, None, isa)
+        got = _core.spmm(sw, x, bias=bias, residual=res, activation="tanh")
+        assert_close(got, reference(wz, x, bias, res, "tanh"), 20)
+    assert _core.SparseWeights(np.zeros((4, 6), np.float32), None, isa).nnz == 0
+    # Q = 0: no-op, empty output
+    sw = _core.SparseWeights(w, None, isa)
+    assert _core.spmm(sw, np.zeros((20, 0), np.float32)).shape == (12, 0)
+    # K = 0: output = bias
+    got = _core.spmm(_core.SparseWeights(np.zeros((3, 0), np.float32), None, isa),
+                     np.zeros((0, 5), np.float32), 5, bias=np.arange(3, dtype=np.float32))
+    np.testing.assert_array_equal(got, np.repeat(np.arange(3, dtype=np.float32)[:, None], 5, 1))
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_epilogue(isa, act, with_bias, with_residual):
+    rng = np.random.default_rng(3)
+    alpha, beta = ACT_PARAMS.get(act, (0.0, 0.0))
+    for M, K, Q in [(19, 70, 131), (1, 5, 3)]:
+        w = sparse_weights(rng, M, K, 0.7) * 0.3
+        x = rand(rng, K, Q)
+        bias = rand(rng, M) if with_bias else None
+        res = rand(rng, M, Q) if with_residual else None
+        got = _core.spmm(_core.SparseWeights(w, None, isa), x, bias=bias, residual=res,
+                         activation=act, alpha=alpha, beta=beta)
+        assert_close(got, reference(w, x, bias, res, act, alpha, beta), K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_residual_aliasing_out_and_strided_out(isa):
+    rng = np.random.default_rng(4)
+    M, K, Q = 23, 50, 77
+    w = sparse_weights(rng, M, K, 0.8)
+    x = rand(rng, K, Q)
+    sw = _core.SparseWeights(w, None, isa)
+    c = rand(rng, M, Q)
+    want = reference(w, x, None, c, "relu")
+    ret = _core.spmm(sw, x, residual=c, out=c, activation="relu")
+    assert ret is c
+    assert_close(c, want, K)
+    # out as a view with a wider row stride, residual with yet another stride
+    out_wide = np.full((M, Q + 9), 7.0, dtype=np.float32)
+    out = out_wide[:, 3:3 + Q]
+    res = rand(rng, M, Q + 5)[:, :Q]
+    _core.spmm(sw, x, residual=res, out=out)
+    assert_close(out, reference(w, x, None, res), K)
+    assert (out_wide[:, :3] == 7).all() and (out_wide[:, 3 + Q:] == 7).all()
+
+
+def conv3x3_reference(w4, plane):
+    """w4: [Cout, Cin, 3, 3], plane: [Cin, H+2, W+2] (zero-padded) -> [Cout, H, W] (float64)."""
+    cout, cin = w4.shape[:2]
+    H, W = plane.shape[1] - 2, plane.shape[2] - 2
+    out = np.zeros((cout, H, W))
+    p = plane.astype(np.float64)
+    for r in range(3):
+        for s in range(3):
+            out += np.einsum("oc,chw->ohw", w4[:, :, r, s].astype(np.float64), p[:, r:r + H, s:s + W])
+    return out
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("sparsity", [0.0, 0.9])
+def test_conv3x3_offsets(isa, sparsity):
+    """Offsets c*plane + r*Wp + s express a 3x3 stride-1 conv over a zero-padded plane: output
+    position q = h * Wp + w (rows of width Wp, the last 2 columns of each row are junk)."""
+    rng = np.random.default_rng(5)
+    cin, cout, H, W = 6, 10, 9, 13
+    Hp, Wp = H + 2, W + 2
+    x = rand(rng, cin, H, W)
+    plane = np.zeros((cin, Hp, Wp), dtype=np.float32)
+    plane[:, 1:1 + H, 1:1 + W] = x
+    w4 = sparse_weights(rng, cout, cin * 9, sparsity).reshape(cout, cin, 3, 3)
+    offs = np.array([c * Hp * Wp + r * Wp + s for c in range(cin) for r in range(3) for s in range(3)],
+                    dtype=np.int64)
+    Q = (H - 1) * Wp + W  # last valid output position + 1: every offset + Q stays in the plane
+    bias = rand(rng, cout)
+    sw = _core.SparseWeights(np.ascontiguousarray(w4.reshape(cout, -1)), offs, isa)
+    got = _core.spmm(sw, plane.ravel(), Q, bias=bias)
+    got_hw = np.zeros((cout, H * Wp), dtype=np.float32)
+    got_hw[:, :Q] = got
+    got_hw = got_hw.reshape(cout, H, Wp)[:, :, :W]
+    assert_close(got_hw, conv3x3_reference(w4, plane) + bias[:, None, None], cin * 9)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_threads_give_identical_results(isa):
+    rng = np.random.default_rng(6)
+    for M, K, Q, sp in [(300, 200, 700, 0.9), (2048, 64, 49, 0.8), (64, 256, 3136, 0.95), (5, 7, 1, 0.0)]:
+        w = sparse_weights(rng, M, K, sp)
+        w[:M // 3] = 0  # unbalanced rows
+        x = rand(rng, K, Q)
+        bias = rand(rng, M)
+        sw = _core.SparseWeights(w, None, isa)
+        one = _core.spmm(sw, x, bias=bias, activation="silu", num_threads=1)
+        two = _core.spmm(sw, x, bias=bias, activation="silu", num_threads=2)
+        np.testing.assert_array_equal(one, two)
+        assert_close(one, reference(w, x, bias, None, "silu"), K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_properties_and_bytes_shrink(isa):
+    rng = np.random.default_rng(7)
+    M, K = 64, 256
+    dense = sparse_weights(rng, M, K, 0.0)
+    sparse = sparse_weights(rng, M, K, 0.9)
+    sd = _core.SparseWeights(dense, None, isa)
+    ss = _core.SparseWeights(sparse, None, isa)
+    assert (ss.M, ss.K, ss.isa, ss.nnz) == (M, K, isa, int((sparse != 0).sum()))
+    assert ss.bytes < sd.bytes
+    assert ss.bytes <= 0.25 * dense.nbytes
+    assert _core.SparseWeights(np.zeros((M, K), np.float32), None, isa).bytes < ss.bytes
+
+
+def test_bad_inputs():
+    isa = _core.best_isa()
+    w = np.ones((3, 4), dtype=np.float32)
+    x = np.ones((4, 5), dtype=np.float32)
+    sw = _core.SparseWeights(w, None, isa)
+    with pytest.raises(ValueError, match="w must have dtype float32"):
+        _core.SparseWeights(w.astype(np.float64), None, isa)
+    with pytest.raises(ValueError, match="2-D"):
+        _core.SparseWeights(np.ones(4, np.float32), None, isa)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.SparseWeights(np.ones((4, 3), np.float32).T, None, isa)
+    with pytest.raises(ValueError, match="col_offsets must be an int64"):
+        _core.SparseWeights(w, np.arange(4, dtype=np.int32), isa)
+    with pytest.raises(ValueError, match="K=4 entries"):
+        _core.SparseWeights(w, np.arange(3, dtype=np.int64), isa)
+    with pytest.raises(ValueError, match=r"col_offsets\[1\] = -5 is negative"):
+        _core.SparseWeights(w, np.array([0, -5, 1, 2], dtype=np.int64), isa)
+    with pytest.raises(ValueError, match="int32"):
+        _core.SparseWeights(w, np.array([0, 1, 2, 2**31], dtype=np.int64), isa)
+    with pytest.raises(ValueError, match="unknown ISA"):
+        _core.SparseWeights(w, None, "sse9")
+    with pytest.raises(ValueError, match="input must have dtype float32"):
+        _core.spmm(sw, x.astype(np.float64))
+    with pytest.raises(ValueError, match="K=4"):
+        _core.spmm(sw, np.ones((5, 5), np.float32))
+    with pytest.raises(ValueError, match="Q is required"):
+        _core.spmm(sw, np.ones(20, np.float32))
+    with pytest.raises(ValueError, match="need 24"):
+        _core.spmm(sw, np.ones(20, np.float32), 6)
+    with pytest.raises(ValueError, match="exceeds"):
+        _core.spmm(sw, x, 6)
+    with pytest.raises(ValueError, match="Q must be >= 0"):
+        _core.spmm(sw, x, -1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.spmm(sw, np.ones((5, 4), np.float32).T)
+    offs = np.array([0, 10, 20, 30], dtype=np.int64)
+    swo = _core.SparseWeights(w, offs, isa)
+    with pytest.raises(ValueError, match="beyond the input"):
+        _core.spmm(swo, np.ones(34, np.float32), 5)
+    assert _core.spmm(swo, np.ones(35, np.float32), 5).shape == (3, 5)
+    with pytest.raises(ValueError, match="bias"):
+        _core.spmm(sw, x, bias=np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="residual must have shape"):
+        _core.spmm(sw, x, residual=np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match="out must have shape"):
+        _core.spmm(sw, x, out=np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match="unknown activation 'gelu9'"):
+        _core.spmm(sw, x, activation="gelu9")
+    with pytest.raises(ValueError, match="num_threads"):
+        _core.spmm(sw, x, num_threads=0)
+
+
+@pytest.mark.skipif(BEST == len(ISA_ORDER) - 1, reason="the CPU supports every variant")
+def test_unsupported_isa_is_an_error():
+    with pytest.raises(ValueError, match="not supported"):
+        _core.SparseWeights(np.ones((2, 2), dtype=np.float32), None, ISA_ORDER[BEST + 1])
