@@ -4,11 +4,13 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <optional>
 #include <stdexcept>
 
 #include "bindings/bindings.h"
 #include "ops/kernel_ops.h"
+#include "ops/sparse_ops.h"
 
 namespace nb = nanobind;
 
@@ -22,6 +24,25 @@ int at(const std::vector<int>& v, size_t i, const char* what) {
   return v[i];
 }
 
+ConvParams conv_params(const char* op, const CArray& w, const std::optional<CArray>& bias,
+                       const std::vector<int>& strides, const std::vector<int>& pads, const std::vector<int>& dil,
+                       int groups, const std::vector<int>& in_shape) {
+  if (w.ndim() != 4) throw std::invalid_argument(std::string(op) + ": weight must be OIHW (4-D)");
+  if (in_shape.size() != 4) throw std::invalid_argument(std::string(op) + ": input shape must be NCHW");
+  ConvParams p;
+  p.N = in_shape[0]; p.C = in_shape[1]; p.H = in_shape[2]; p.W = in_shape[3];
+  p.K = int(w.shape(0)); p.R = int(w.shape(2)); p.S = int(w.shape(3));
+  p.stride_h = at(strides, 0, "strides"); p.stride_w = at(strides, 1, "strides");
+  p.pad_top = at(pads, 0, "pads"); p.pad_left = at(pads, 1, "pads");
+  p.pad_bottom = at(pads, 2, "pads"); p.pad_right = at(pads, 3, "pads");
+  p.dil_h = at(dil, 0, "dilations"); p.dil_w = at(dil, 1, "dilations");
+  p.groups = groups;
+  if (bias && bias->size() != size_t(p.K)) throw std::invalid_argument(std::string(op) + ": bias needs K values");
+  if (size_t(p.C) != size_t(w.shape(1)) * size_t(std::max(groups, 1)))
+    throw std::invalid_argument(std::string(op) + ": weight input channels x groups != input channels");
+  return p;
+}
+
 }  // namespace
 
 void bind_kernel_ops(nb::module_& m) {
@@ -30,17 +51,7 @@ void bind_kernel_ops(nb::module_& m) {
            [](ConvOp* self, CArray w, std::optional<CArray> bias, std::vector<int> strides, std::vector<int> pads,
               std::vector<int> dil, int groups, std::vector<int> in_shape, const std::string& act, float alpha,
               float beta, const std::string& isa, bool has_residual) {
-             if (w.ndim() != 4) throw std::invalid_argument("ConvOp: weight must be OIHW (4-D)");
-             if (in_shape.size() != 4) throw std::invalid_argument("ConvOp: input shape must be NCHW");
-             ConvParams p;
-             p.N = in_shape[0]; p.C = in_shape[1]; p.H = in_shape[2]; p.W = in_shape[3];
-             p.K = int(w.shape(0)); p.R = int(w.shape(2)); p.S = int(w.shape(3));
-             p.stride_h = at(strides, 0, "strides"); p.stride_w = at(strides, 1, "strides");
-             p.pad_top = at(pads, 0, "pads"); p.pad_left = at(pads, 1, "pads");
-             p.pad_bottom = at(pads, 2, "pads"); p.pad_right = at(pads, 3, "pads");
-             p.dil_h = at(dil, 0, "dilations"); p.dil_w = at(dil, 1, "dilations");
-             p.groups = groups;
-             if (bias && bias->size() != size_t(p.K)) throw std::invalid_argument("ConvOp: bias needs K values");
+             const ConvParams p = conv_params("ConvOp", w, bias, strides, pads, dil, groups, in_shape);
              new (self) ConvOp(p, w.data(), bias ? bias->data() : nullptr, activation_from_name(act), alpha, beta,
                                parse_isa(isa), has_residual);
            },
@@ -91,6 +102,21 @@ void bind_kernel_ops(nb::module_& m) {
       .def("__init__", [](GlobalAvgPoolOp* self, int n, int c, int hw, int block, const std::string& isa) {
         new (self) GlobalAvgPoolOp(n, c, hw, block, parse_isa(isa));
       }, nb::arg("n"), nb::arg("c"), nb::arg("hw"), nb::arg("block"), nb::arg("isa"));
+
+  nb::class_<SparseConvOp, Op>(m, "SparseConvOp")
+      .def("__init__",
+           [](SparseConvOp* self, CArray w, std::optional<CArray> bias, std::vector<int> strides, std::vector<int> pads,
+              std::vector<int> dil, std::vector<int> in_shape, const std::string& act, float alpha, float beta,
+              const std::string& isa, bool has_residual) {
+             const ConvParams p = conv_params("SparseConvOp", w, bias, strides, pads, dil, 1, in_shape);
+             new (self) SparseConvOp(p, w.data(), bias ? bias->data() : nullptr, activation_from_name(act), alpha,
+                                     beta, parse_isa(isa), has_residual);
+           },
+           nb::arg("weight"), nb::arg("bias").none(), nb::arg("strides"), nb::arg("pads"), nb::arg("dilations"),
+           nb::arg("input_shape"), nb::arg("activation"), nb::arg("alpha"), nb::arg("beta"), nb::arg("isa"),
+           nb::arg("has_residual"))
+      .def_prop_ro("workspace_floats", &SparseConvOp::workspace_floats)
+      .def_prop_ro("nnz", &SparseConvOp::nnz);
 }
 
 }  // namespace si

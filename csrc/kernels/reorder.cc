@@ -52,4 +52,36 @@ void reorder_nchwc_to_nchw(const float* src, float* dst, int N, int C, int HW, i
   });
 }
 
+void pad_phase_split(const float* src, float* dst, int C, int H, int W, int pad_top, int pad_left, int sh,
+                     int sw, int Hh, int Wh, ThreadPool* pool) {
+  const size_t plane = size_t(Hh) * Wh;
+  run_tasks(pool, size_t(sh) * sw * C, [&](size_t t) {
+    const int phase = int(t / C), c = int(t % C);
+    const int ph = phase / sw, pw = phase % sw;
+    const float* s = src + size_t(c) * H * W;
+    float* d = dst + t * plane;
+    for (int i = 0; i < Hh; ++i) {
+      float* drow = d + size_t(i) * Wh;
+      const int h = i * sh + ph - pad_top;
+      if (h < 0 || h >= H) {
+        std::fill(drow, drow + Wh, 0.f);
+        continue;
+      }
+      const float* srow = s + size_t(h) * W;
+      if (sw == 1) {
+        // Columns j with 0 <= j - pad_left < W come from the image; the rest is padding.
+        const int j0 = std::min(Wh, std::max(0, pad_left - pw)), j1 = std::max(j0, std::min(Wh, W + pad_left - pw));
+        std::fill(drow, drow + j0, 0.f);
+        std::copy(srow + (j0 + pw - pad_left), srow + (j1 + pw - pad_left), drow + j0);
+        std::fill(drow + j1, drow + Wh, 0.f);
+      } else {
+        for (int j = 0; j < Wh; ++j) {
+          const int w = j * sw + pw - pad_left;
+          drow[j] = (w >= 0 && w < W) ? srow[w] : 0.f;
+        }
+      }
+    }
+  });
+}
+
 }  // namespace si

@@ -13,4 +13,12 @@ int nchwc_block(Isa isa);
 void reorder_nchw_to_nchwc(const float* src, float* dst, int N, int C, int HW, int block, ThreadPool* pool);
 void reorder_nchwc_to_nchw(const float* src, float* dst, int N, int C, int HW, int block, ThreadPool* pool);
 
+// Convolution as sparse x dense needs every tap's input run to be contiguous: the image's planes
+// are zero-padded and split into stride phases, so that a strided KxK conv reads each tap as a
+// contiguous run of Hh x Wh positions. For one image (C planes of H x W):
+//   dst[((ph * sw + pw) * C + c) * Hh * Wh + i * Wh + j] = src[c][i * sh + ph - pad_top][j * sw + pw - pad_left]
+// (0 outside the image), for ph < sh, pw < sw, i < Hh, j < Wh. Stride 1 is a plain zero pad.
+void pad_phase_split(const float* src, float* dst, int C, int H, int W, int pad_top, int pad_left, int sh,
+                     int sw, int Hh, int Wh, ThreadPool* pool);
+
 }  // namespace si

@@ -135,6 +135,12 @@ class Engine:
         return self._default.fraction_native
 
     @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights the compiled native kernels hold (compressed where sparse kernels
+        were chosen, so this shrinks with sparsity)."""
+        return self._default.weight_bytes
+
+    @property
     def isa(self) -> str:
         return _core.active_isa()
 

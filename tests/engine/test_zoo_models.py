@@ -51,3 +51,12 @@ def test_heavy_models_match_onnxruntime(name, variant):
 @pytest.mark.parametrize("variant", ["pruned80", "pruned95", "pruned90-block4"])
 def test_other_pruned_variants_match_onnxruntime(variant):
     _check(f"zoo:resnet18-{variant}", batch_size=1)
+
+
+@pytest.mark.parametrize("stub", ["zoo:resnet18-pruned90", "zoo:mobilenet_v2-pruned95", "zoo:resnet18-pruned90-block4"])
+def test_pruned_models_with_every_conv_sparse_match_onnxruntime(stub, monkeypatch):
+    """The sparse path on whole networks (the measured choice may pick either kernel)."""
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
+    engine = _check(stub, batch_size=2)
+    sparse = [r for r in engine.node_report if r.choice and r.choice["chosen"] == "sparse"]
+    assert sparse and all(r.kernels[0].startswith("spmm_conv") for r in sparse)

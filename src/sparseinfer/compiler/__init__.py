@@ -27,6 +27,7 @@ class NodeReport:
     op: str
     native: bool
     kernels: tuple[str, ...]
+    choice: dict | None = None  # dense vs sparse: weight sparsity, measured ms per candidate, chosen
 
 
 class CompiledGraph:
@@ -78,7 +79,8 @@ class CompiledGraph:
                     low.emit(b, n)
                 seg = b.finish(outs)
                 for n in nodes:
-                    self.report.append(NodeReport(n.name, n.op, True, tuple(seg.kernels.get(n.name, ["view"]))))
+                    self.report.append(NodeReport(n.name, n.op, True, tuple(seg.kernels.get(n.name, ["view"])),
+                                                  b.choices.get(n.name)))
                 self.segments.append(seg)
             else:
                 self.segments.append(FallbackRegion(graph, nodes, ins, outs, num_threads))
@@ -96,6 +98,11 @@ class CompiledGraph:
     @property
     def fraction_native(self) -> float:
         return sum(r.native for r in self.report) / len(self.report) if self.report else 1.0
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights held by the native ops (packed dense or compressed sparse)."""
+        return sum(int(seg.plan.weight_bytes) for seg in self.segments if isinstance(seg, NativeSegmentPlan))
 
     def profile(self, inputs: Sequence[np.ndarray], repeats: int = 5) -> list[dict]:
         """Median time of every native op (run alone, after a full run filled its inputs) and

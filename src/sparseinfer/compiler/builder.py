@@ -57,6 +57,7 @@ class PlanBuilder:
         self.views: dict[str, dict[str, str]] = {}  # logical name -> layout -> phys name
         self.steps: list[Step] = []
         self.inputs: list[str] = []
+        self.choices: dict[str, dict] = {}  # node name -> kernel-choice report (sparse vs dense)
         self._counter = 0
 
     # ---- values ---------------------------------------------------------------------------
@@ -108,6 +109,24 @@ class PlanBuilder:
         if layout == "nchwc" and len(self.graph.shapes[name]) < 2:
             layout = "plain"
         return self._new_phys(name, layout, self.graph.shapes[name])
+
+    def workspace(self, node: Node, floats: int) -> str:
+        """A scratch buffer for one step of ``node`` (arena-planned, live only in that step)."""
+        self._counter += 1
+        name = f"{node.name}@workspace{self._counter}"
+        self.phys[name] = Phys(name, "plain", (int(floats),), int(floats))
+        return name
+
+    def layouts_of(self, name: str) -> tuple[str, ...]:
+        """The layouts ``name`` already exists in (constants: plain)."""
+        if name not in self.views and name in self.graph.constants:
+            return ("plain",)
+        return tuple(self.views.get(name, {}))
+
+    def reorder_op(self, name: str, target: str):
+        """The op that would reorder ``name`` into ``target`` (for cost estimates)."""
+        src = self.phys[next(iter(self.views[name].values()))]
+        return self._reorder_op(src, target)
 
     def alias(self, new: str, src: str, node: Node) -> None:
         base = self.read(src)

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from sparseinfer import _core
+from sparseinfer.compiler import kernel_choice
 from sparseinfer.graph.ir import Graph, Node
 from sparseinfer.graph.passes.fuse_epilogue import DOMAIN, activation_of
 
@@ -274,13 +275,59 @@ class FusedConvLowering(Lowering):
         strides = list(node.attr("strides", [1, 1]))
         dil = list(node.attr("dilations", [1, 1]))
         pads = conv_pads(node, shape[2:], kernel, strides, dil)
-        op = _core.ConvOp(w, bias, strides, pads, dil, int(node.attr("group", 1)), list(shape),
-                          node.attr("activation", "none"), float(node.attr("alpha", 0.0)),
-                          float(node.attr("beta", 0.0)), _core.active_isa(), bool(r_name))
+        groups = int(node.attr("group", 1))
+        act = (node.attr("activation", "none"), float(node.attr("alpha", 0.0)), float(node.attr("beta", 0.0)))
+        op = _core.ConvOp(w, bias, strides, pads, dil, groups, list(shape), *act, _core.active_isa(), bool(r_name))
+        if groups == 1 and self._sparse_wins(b, node, op, w, bias, strides, pads, dil, shape, act, r_name):
+            op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(), bool(r_name))
+            x = b.read(x_name, layouts=("plain",))
+            ins = [x] + ([b.read(r_name, layouts=("plain",))] if r_name else [])
+            outs = [b.write(node.outputs[0], layout="plain")]
+            if op.workspace_floats:
+                outs.append(b.workspace(node, op.workspace_floats))
+            b.add(op, ins, outs, node)
+            return
         x = b.read(x_name, layouts=("plain",) if op.input_is_nchw else ("nchwc",))
         ins = [x] + ([b.read(r_name, layouts=("nchwc",))] if r_name else [])
         y = b.write(node.outputs[0], layout="nchwc")
         b.add(op, ins, [y], node)
+
+    @staticmethod
+    def _sparse_wins(b, node, dense_op, w, bias, strides, pads, dil, shape, act, r_name) -> bool:
+        """Sparse (plain NCHW, compressed weights) or dense (NCHWc, packed) for this conv: forced
+        by SPARSEINFER_KERNELS, else measured (kernel_choice). Records the decision in b.choices."""
+        sparsity = kernel_choice.weight_sparsity(w)
+        forced = kernel_choice.mode()
+        report: dict = {"weight_sparsity": round(sparsity, 4), "mode": forced}
+        b.choices[node.name] = report
+        if forced == "dense" or (forced == "auto" and sparsity < kernel_choice.MIN_SPARSITY):
+            report["chosen"] = "dense"
+            return False
+        if forced == "sparse":
+            report["chosen"] = "sparse"
+            return True
+        sparse_op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(),
+                                       bool(r_name))
+        out_shape = b.graph.shapes[node.outputs[0]]
+        x_name = node.inputs[0]
+        cands = []
+        for name, op, layout in (("dense", dense_op, "plain" if dense_op.input_is_nchw else "nchwc"),
+                                 ("sparse", sparse_op, "plain")):
+            out_layout = "plain" if name == "sparse" else "nchwc"
+            sizes = [b.physical_size(shape, layout)]
+            if r_name:
+                sizes.append(b.physical_size(out_shape, out_layout))
+            have = b.layouts_of(x_name)
+            reorders, reorder_sizes = [], []
+            if have and layout not in have:
+                reorders.append(b.reorder_op(x_name, layout))
+                reorder_sizes.append((b.physical_size(shape, have[0]), b.physical_size(shape, layout)))
+            cands.append(kernel_choice.Candidate(
+                name, op, sizes, b.physical_size(out_shape, out_layout),
+                int(op.workspace_floats) if name == "sparse" else 0, reorders, reorder_sizes))
+        best, measured = kernel_choice.choose(cands, b.num_threads)
+        report.update(measured)
+        return best.name == "sparse"
 
 
 class FusedGemmLowering(Lowering):

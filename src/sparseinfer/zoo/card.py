@@ -26,7 +26,7 @@ class ModelCard:
     opset: int
     onnx_sha256: str
     file_size: int
-    gzip9_size: int
+    gzip9_size: int | None  # None when not measured (SPARSEINFER_ZOO_GZIP=0)
     parameters: int  # PyTorch parameters (BatchNorm running stats excluded)
     flops: dict[str, Any]  # dense / nonzero FLOPs and MACs per example at the default shape
     sparsity: float  # zeros over the weights of the layers the recipe prunes (from the ONNX file)
@@ -70,5 +70,7 @@ class ModelCard:
             f"{100 * self.sparsity_all_conv_linear:.2f}% of all conv/linear weights",
             f"  inputs:     {ins}",
             f"  outputs:    {outs}",
-            f"  file:       {self.file_size:,} bytes ({self.gzip9_size:,} gzip -9), opset {self.opset}",
+            f"  file:       {self.file_size:,} bytes "
+            f"({'gzip -9 not measured' if self.gzip9_size is None else f'{self.gzip9_size:,} gzip -9'}), "
+            f"opset {self.opset}",
         ])

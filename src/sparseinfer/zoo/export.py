@@ -34,6 +34,9 @@ from sparseinfer.zoo.stub import Stub, ZooError, parse
 GENERATOR_VERSION = 1
 OPSET = 17
 ENV_VAR = "SPARSEINFER_ZOO_DIR"
+#: gzip -9 of a pruned model takes minutes for the big ones (zlib's longest match search on
+#: long zero runs); ``SPARSEINFER_ZOO_GZIP=0`` skips it (the card then says null), e.g. in tests.
+GZIP_ENV_VAR = "SPARSEINFER_ZOO_GZIP"
 TORCH_MISSING = "the zoo builds models with PyTorch: pip install 'sparseinfer[zoo]'"
 CALIBRATION_BATCHES = 2
 
@@ -242,6 +245,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
+def _measure_gzip() -> bool:
+    return os.environ.get(GZIP_ENV_VAR, "1").strip() not in ("0", "false", "no")
+
+
 def _cached(directory: Path) -> ModelCard | None:
     card_path, model_path = directory / "card.json", directory / "model.onnx"
     if not card_path.is_file() or not model_path.is_file():
@@ -251,6 +258,8 @@ def _cached(directory: Path) -> ModelCard | None:
     except Exception:  # noqa: BLE001 - unreadable card: regenerate
         return None
     if card.generator_version != GENERATOR_VERSION:
+        return None
+    if card.gzip9_size is None and _measure_gzip():
         return None
     if model_path.stat().st_size != card.file_size or _sha256_file(model_path) != card.onnx_sha256:
         return None
@@ -408,7 +417,7 @@ def _make_card(built: Built, data: bytes, proto: Any) -> ModelCard:
         opset=max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
         onnx_sha256=hashlib.sha256(data).hexdigest(),
         file_size=len(data),
-        gzip9_size=len(gzip.compress(data, 9, mtime=0)),
+        gzip9_size=len(gzip.compress(data, 9, mtime=0)) if _measure_gzip() else None,
         parameters=int(sum(p.numel() for p in model.parameters())),
         flops={"dense": report.flops, "nonzero": report.nonzero_flops, "macs_dense": report.macs,
                "macs_nonzero": report.nonzero_macs, "per": "example (batch 1) at the default input shape",

@@ -1,0 +1,47 @@
+// Plan ops over the sparse (spmm) kernel family: convolutions with pruned weights, computed as
+// sparse weights x channel-major (plain NCHW) activations.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/conv.h"
+#include "kernels/spmm.h"
+#include "runtime/plan.h"
+
+namespace si {
+
+// Convolution (groups 1, any kernel/stride/padding/dilation) on plain NCHW in and out.
+// Each image is handled as one spmm over the output positions: the weights are compressed
+// with one input offset per (c, r, s) tap, so the kernel never knows it is a convolution.
+//   * 1x1, stride 1, no padding: the taps read the input planes in place (no copy).
+//   * otherwise the image is zero-padded and split into stride phases (pad_phase_split) into a
+//     workspace, and the output is computed over rows of Wh positions (Wh >= OW: the columns
+//     past OW are discarded). When Wh > OW the result goes through a second workspace and is
+//     cropped into y, applying the residual and activation there.
+// inputs: x, [residual (NKHW like y)]; outputs: y, [workspace of workspace_floats()].
+class SparseConvOp : public Op {
+ public:
+  SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
+               float beta, Isa isa, bool has_residual);
+  void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
+  const char* kernel_name() const override { return name_.c_str(); }
+  size_t weight_bytes() const override { return w_.bytes() + bias_.size() * sizeof(float); }
+  size_t workspace_floats() const { return ws_in_ + ws_out_; }
+  size_t nnz() const { return w_.nnz(); }
+
+ private:
+  ConvParams p_;
+  int OH_, OW_, Hh_ = 0, Wh_ = 0;
+  bool direct_;
+  size_t ws_in_ = 0, ws_phase_ = 0, ws_out_ = 0;
+  int64_t Q_;
+  std::vector<float> bias_;
+  Activation act_;
+  float alpha_, beta_;
+  bool has_residual_;
+  SparseWeights w_;
+  std::string name_;
+};
+
+}  // namespace si

@@ -1,0 +1,118 @@
+"""Pruned convolutions through the engine: the sparse (spmm) path forced on every conv, and the
+measured dense-vs-sparse choice, against ONNX Runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import sparseinfer
+
+from .conftest import f32, make_model, ort_run
+
+
+def pruned(rng, shape, sparsity):
+    w = rng.standard_normal(shape).astype(np.float32)
+    if sparsity >= 1.0:
+        return np.zeros_like(w)
+    k = int(round(sparsity * w.size))
+    if k:
+        idx = np.argsort(np.abs(w).ravel(), kind="stable")[:k]
+        w.ravel()[idx] = 0
+    return w
+
+
+def conv_block(rng, n, c, h, w, k, kernel, stride, pads, dil, sparsity, residual, act):
+    """Conv (+ bias) [+ Add residual] [+ Relu]: the fusion pass makes one FusedConv of it."""
+    weights = {"W": pruned(rng, (k, c, kernel, kernel), sparsity), "B": rng.standard_normal(k).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["y0"], strides=[stride, stride], pads=pads,
+                              dilations=[dil, dil])]
+    last = "y0"
+    oh = (h + pads[0] + pads[2] - dil * (kernel - 1) - 1) // stride + 1
+    ow = (w + pads[1] + pads[3] - dil * (kernel - 1) - 1) // stride + 1
+    inputs = [f32("x", [n, c, h, w])]
+    if residual:
+        inputs.append(f32("r", [n, k, oh, ow]))
+        nodes.append(helper.make_node("Add", [last, "r"], ["y1"]))
+        last = "y1"
+    if act:
+        nodes.append(helper.make_node("Relu", [last], ["y2"]))
+        last = "y2"
+    nodes.append(helper.make_node("Identity", [last], ["y"]))
+    model = make_model(nodes, inputs, [f32("y", [n, k, oh, ow])], weights)
+    feeds = {"x": rng.standard_normal((n, c, h, w)).astype(np.float32)}
+    if residual:
+        feeds["r"] = rng.standard_normal((n, k, oh, ow)).astype(np.float32)
+    return model, feeds
+
+
+CASES = [  # (n, c, h, w, k, kernel, stride, pads, dil)
+    (1, 16, 14, 14, 32, 1, 1, [0, 0, 0, 0], 1),       # 1x1: reads the planes in place
+    (2, 24, 9, 7, 40, 1, 1, [0, 0, 0, 0], 1),         # odd sizes, batch 2
+    (1, 32, 14, 14, 16, 1, 2, [0, 0, 0, 0], 1),       # 1x1 stride 2 (ResNet downsample)
+    (1, 16, 12, 12, 24, 3, 1, [1, 1, 1, 1], 1),       # 3x3 same
+    (2, 8, 11, 13, 20, 3, 2, [1, 1, 1, 1], 1),        # 3x3 stride 2, odd sizes
+    (1, 8, 10, 10, 8, 3, 1, [0, 0, 0, 0], 1),         # valid
+    (1, 8, 12, 12, 8, 3, 1, [2, 2, 2, 2], 2),         # dilated
+    (1, 4, 17, 17, 12, 5, 1, [2, 1, 2, 3], 1),        # 5x5, asymmetric pads
+    (1, 3, 20, 20, 16, 7, 2, [3, 3, 3, 3], 1),        # stem-like 7x7 stride 2
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"n{c[0]}c{c[1]}{c[2]}x{c[3]}k{c[4]}r{c[5]}s{c[6]}d{c[8]}")
+@pytest.mark.parametrize("sparsity", [0.0, 0.9, 1.0])
+@pytest.mark.parametrize("residual,act", [(False, False), (True, True), (False, True)])
+def test_forced_sparse_conv_matches_onnxruntime(case, sparsity, residual, act, monkeypatch):
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
+    rng = np.random.default_rng(CASES.index(case) * 100 + int(sparsity * 10) * 4 + 2 * residual + act)
+    model, feeds = conv_block(rng, *case, sparsity=sparsity, residual=residual, act=act)
+    engine = sparseinfer.compile_model(model, batch_size=case[0])
+    conv = [r for r in engine.node_report if r.op == "FusedConv"]
+    assert len(conv) == 1 and conv[0].kernels[0].startswith("spmm_conv"), engine.node_report
+    assert conv[0].choice["chosen"] == "sparse"
+    got = engine(**feeds)[0]
+    want = ort_run(model, feeds)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_single_nonzero_weight(monkeypatch):
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
+    rng = np.random.default_rng(1)
+    model, feeds = conv_block(rng, 1, 8, 9, 9, 8, 3, 1, [1, 1, 1, 1], 1, sparsity=1.0, residual=False, act=False)
+    w = np.zeros((8, 8, 3, 3), np.float32)
+    w[5, 2, 0, 2] = 1.5
+    from onnx import numpy_helper
+
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "W"))
+    engine = sparseinfer.compile_model(model)
+    np.testing.assert_allclose(engine(**feeds)[0], ort_run(model, feeds)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_auto_choice_is_measured_and_reported(monkeypatch):
+    monkeypatch.delenv("SPARSEINFER_KERNELS", raising=False)
+    rng = np.random.default_rng(2)
+    model, feeds = conv_block(rng, 1, 64, 28, 28, 64, 1, 1, [0, 0, 0, 0], 1, sparsity=0.95, residual=False,
+                              act=True)
+    engine = sparseinfer.compile_model(model)
+    choice = next(r.choice for r in engine.node_report if r.op == "FusedConv")
+    assert choice["weight_sparsity"] == pytest.approx(0.95, abs=1e-3)
+    assert set(choice["measured_ms"]) == {"dense", "sparse"} and all(v > 0 for v in choice["measured_ms"].values())
+    assert choice["chosen"] == min(choice["measured_ms"], key=choice["measured_ms"].get)
+    np.testing.assert_allclose(engine(**feeds)[0], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_dense_layers_are_not_timed(monkeypatch):
+    monkeypatch.delenv("SPARSEINFER_KERNELS", raising=False)
+    rng = np.random.default_rng(3)
+    model, _ = conv_block(rng, 1, 16, 8, 8, 16, 3, 1, [1, 1, 1, 1], 1, sparsity=0.1, residual=False, act=False)
+    choice = next(r.choice for r in sparseinfer.compile_model(model).node_report if r.op == "FusedConv")
+    assert choice["chosen"] == "dense" and "measured_ms" not in choice
+
+
+def test_bad_kernel_mode_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "fastest")
+    rng = np.random.default_rng(4)
+    model, _ = conv_block(rng, 1, 4, 6, 6, 4, 1, 1, [0, 0, 0, 0], 1, sparsity=0.5, residual=False, act=False)
+    with pytest.raises(ValueError, match="SPARSEINFER_KERNELS='fastest': expected one of auto, dense, sparse"):
+        sparseinfer.compile_model(model)
