@@ -108,9 +108,16 @@ def _zoo(parser: argparse.ArgumentParser) -> Handler:
     return lambda args: args._zoo_handler(args)
 
 
-@command("benchmark", help="time engines on a model (sync, same run, alternating, medians and ratios)")
+@command("benchmark", help="latency, items/s, CPU % and peak memory of engines on a model (sync or async)")
 def _benchmark(parser: argparse.ArgumentParser) -> Handler:
     from sparseinfer.benchmark.command import configure
+
+    return configure(parser)
+
+
+@command("compare", help="engines in their own processes, alternating rounds, outputs checked; MD/CSV/JSON/PNG")
+def _compare(parser: argparse.ArgumentParser) -> Handler:
+    from sparseinfer.benchmark.compare import configure
 
     return configure(parser)
 
