@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         results = [stats[e] for e in engines]
+    elif len(engines) > 1:  # each engine in a fresh process: their thread pools never meet
+        results = [_async_in_subprocess(args, e, streams) for e in engines]
     else:
         per_stream = split_cores(cores, streams)
         for e in engines:
@@ -141,3 +143,31 @@ def run(args: argparse.Namespace) -> int:
                        "reference_engine": results[0].engine, "hardware": hardware_summary(cores),
                        "skipped": skipped, "results": {r.engine: r.as_dict() for r in results}}, f, indent=2)
     return EXIT_SKIPPED if skipped else 0
+
+
+def _async_in_subprocess(args: argparse.Namespace, engine: str, streams: int) -> BenchmarkResult:
+    """Runs ``sparseinfer benchmark --scenario async`` for one engine in a child process."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "r.json")
+        cmd = [sys.executable, "-m", "sparseinfer", "benchmark", args.model, "--engines", engine,
+               "--scenario", "async", "--num-streams", str(streams), "--batch-size", str(args.batch_size),
+               "--time", str(args.time), "--warmup-time", str(args.warmup_time), "--export-json", out]
+        if args.num_cores:
+            cmd += ["--num-cores", str(args.num_cores)]
+        if args.input_shapes:
+            cmd += ["--input-shapes", args.input_shapes]
+        if args.no_progress:
+            cmd += ["--no-progress"]
+        env = dict(os.environ)
+        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+        res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        if res.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"async benchmark of {engine} failed: {res.stderr.strip()[-1000:]}")
+        with open(out) as f:
+            doc = json.load(f)
+    return BenchmarkResult(**doc["results"][engine])
