@@ -122,5 +122,20 @@ def _compare(parser: argparse.ArgumentParser) -> Handler:
     return configure(parser)
 
 
+
+@command("analyze", help="per-layer op, shapes, FLOPs, sparsity, kernel, time, GFLOP/s; file vs gzip size")
+def _analyze(parser: argparse.ArgumentParser) -> Handler:
+    from sparseinfer.benchmark.analyze import configure
+
+    return configure(parser)
+
+
+@command("check-hardware", help="CPU features, cores, caches and the kernels that will be used")
+def _check_hardware(parser: argparse.ArgumentParser) -> Handler:
+    from sparseinfer.benchmark.hardware import configure
+
+    return configure(parser)
+
+
 if __name__ == "__main__":
     sys.exit(main())
