@@ -137,5 +137,13 @@ def _check_hardware(parser: argparse.ArgumentParser) -> Handler:
     return configure(parser)
 
 
+
+@command("scenario", help="study workloads: single-stream, large-batch, multi-instance, latency-bound, thread-sweep")
+def _scenario(parser: argparse.ArgumentParser) -> Handler:
+    from sparseinfer.benchmark.scenarios import configure
+
+    return configure(parser)
+
+
 if __name__ == "__main__":
     sys.exit(main())
