@@ -134,3 +134,30 @@ def test_cli_compare_reports(tmp_path):
 def test_cli_bad_model_is_a_clean_error(cmd, tmp_path):
     res = run_cli(cmd, "/nonexistent/model.onnx", "--time", "0.1", tmp_path=tmp_path)
     assert res.returncode != 0 and "/nonexistent/model.onnx" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_torch_peer_matches_onnxruntime_on_zoo_mlp6(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("SPARSEINFER_ZOO_DIR", str(tmp_path / "zoo"))
+    from sparseinfer.benchmark.inputs import feeds_for, load_model
+
+    model, _ = load_model("zoo:mlp6")
+    feeds = feeds_for(model, 3)
+    ref = make_runner("onnxruntime", model, 3, 1)(feeds)[0]
+    got = make_runner("torch", model, 3, 1, "zoo:mlp6")(feeds)[0]
+    assert output_diff([got], [ref])[0] < 1e-5
+    with pytest.raises(ValueError, match="needs a zoo:NAME stub"):
+        make_runner("torch", model, 3, 1, "/some/model.onnx")
+
+
+@pytest.mark.parametrize("engine,package", [("tensorflow", "tensorflow"), ("jax", "jax")])
+def test_tensorflow_jax_peers_run_the_mlp_or_say_how_to_install(engine, package, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSEINFER_ZOO_DIR", str(tmp_path / "zoo"))
+    if not PEERS[engine].installed():
+        with pytest.raises(ImportError, match=f"pip install .*{package}"):
+            make_runner(engine, tiny_model(), 1, 1)
+        return
+    model = tiny_model()
+    feeds = {"x": np.ones((2, 16), np.float32)}
+    ref = make_runner("onnxruntime", model, 2, 1)(feeds)[0]
+    assert output_diff(make_runner(engine, model, 2, 1)(feeds), [ref])[0] < 1e-4

@@ -54,3 +54,22 @@ def test_latency_bound_search_and_impossible_bound(tiny, tmp_path):
     assert res.returncode != 0 and "impossible latency bound" in res.stderr and "Traceback" not in res.stderr
     res = run_cli("scenario", "latency-bound", tiny, tmp_path=tmp_path)
     assert res.returncode != 0 and "--latency-bound-ms" in res.stderr
+
+
+def test_accuracy_top1_top5(tmp_path):
+    import numpy as np
+
+    model = tiny_model()  # 8 scores per row (Relu of a Gemm)
+    path = tmp_path / "t.onnx"
+    onnx.save(model, path)
+    import onnxruntime as ort
+
+    x = np.random.default_rng(3).standard_normal((10, 16)).astype(np.float32)
+    scores = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    y = np.argsort(-scores, axis=1)[:, 0].copy()
+    y[:3] = np.argsort(-scores[:3], axis=1)[:, 6]  # 3 rows wrong at top-1 and at top-5
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    doc, res = scenario(tmp_path, "accuracy", str(path), "--dataset", str(tmp_path / "d.npz"), "--batch-size", "4")
+    p = doc["points"][0]
+    assert p["samples"] == 10 and p["top1"] == pytest.approx(0.7)
+    assert p["top5"] >= p["top1"]

@@ -6,6 +6,8 @@
 * ``latency-bound``: the largest batch x stream count whose mean and p90 latency stay under
   ``--latency-bound-ms`` (streams 1..cores, batch doubling); the best throughput found.
 * ``thread-sweep``: sync latency/throughput at 1..cores threads.
+* ``accuracy``: top-1/top-5 on a labeled dataset (``--dataset data.npz`` with arrays ``x``
+  (N, ...) in the model's input layout and integer labels ``y`` (N,)).
 
 Each engine is measured on the same seeded inputs; results print as a table and go to JSON."""
 
@@ -23,7 +25,7 @@ from sparseinfer.benchmark.measure import BenchmarkResult, measure_async, measur
 from sparseinfer.benchmark.runners import ALIASES, PEERS, expand_engines, make_runner, split_installed
 from sparseinfer.benchmark.worker import Worker
 
-SCENARIOS = ("single-stream", "large-batch", "multi-instance", "latency-bound", "thread-sweep")
+SCENARIOS = ("single-stream", "large-batch", "multi-instance", "latency-bound", "thread-sweep", "accuracy")
 
 
 def configure(p: argparse.ArgumentParser):
@@ -40,8 +42,37 @@ def configure(p: argparse.ArgumentParser):
     p.add_argument("--time", type=float, default=3.0, help="timed seconds per point")
     p.add_argument("--warmup-time", type=float, default=0.5)
     p.add_argument("--input-shapes", default=None)
+    p.add_argument("--dataset", default=None, help="accuracy: .npz with x (inputs) and y (integer labels)")
     p.add_argument("--export-json", default=None)
     return run
+
+
+def accuracy(engine: str, model, source: str, dataset: str, batch: int, cores: int) -> dict:
+    """Top-1/top-5 of the first output's scores against the labels (last batch zero-padded)."""
+    import numpy as np
+
+    try:
+        with np.load(dataset) as z:
+            x, y = z["x"], z["y"]
+    except KeyError:
+        raise ValueError(f"--dataset {dataset}: expected arrays 'x' (inputs) and 'y' (labels)") from None
+    if len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"--dataset {dataset}: x has {len(x)} rows and y {len(y)}; expected the same, > 0")
+    name = feeds_for(model, batch).popitem()[0] if len(feeds_for(model, batch)) == 1 else None
+    if name is None:
+        raise ValueError("the accuracy scenario supports single-input models")
+    run = make_runner(engine, model, batch, cores, source)
+    top1 = top5 = 0
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)
+        scores = np.asarray(run({name: np.concatenate([chunk, pad]) if len(pad) else chunk})[0])[:len(chunk)]
+        scores = scores.reshape(len(chunk), -1)
+        labels = y[i:i + batch].astype(np.int64)
+        order = np.argsort(-scores, axis=1)
+        top1 += int(np.sum(order[:, 0] == labels))
+        top5 += int(np.sum(np.any(order[:, :5] == labels[:, None], axis=1)))
+    return {"engine": engine, "samples": int(len(y)), "top1": top1 / len(y), "top5": top5 / len(y)}
 
 
 def _sync(engine: str, model, source: str, batch: int, cores: int, args, shapes: str | None) -> BenchmarkResult:
@@ -162,6 +193,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{e:<18}{k:>10}{'/'.join(map(str, d['cores_per_instance'])):>12}{d['items_per_s']:>15.1f}"
                       f"{d['mean_ms']:>10.3f}{d['cpu_percent']:>8.1f}", flush=True)
                 doc["points"].append(d)
+    elif args.name == "accuracy":
+        if not args.dataset:
+            raise ValueError("the accuracy scenario needs --dataset data.npz (arrays x and y)")
+        for e in engines:
+            d = accuracy(e, model, args.model, args.dataset, args.batch_size, cores)
+            print(f"{e}: top-1 {d['top1']:.2%}, top-5 {d['top5']:.2%} on {d['samples']} samples")
+            doc["points"].append(d)
     else:
         for e in engines:
             d = latency_bound(e, model, args.model, cores, args.latency_bound_ms, args.max_batch, args.time,
