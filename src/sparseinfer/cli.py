@@ -108,7 +108,7 @@ def _zoo(parser: argparse.ArgumentParser) -> Handler:
     return lambda args: args._zoo_handler(args)
 
 
-@command("benchmark", help="time engines on a model (sync, same run, alternating, medians and ratios)")
+@command("benchmark", help="latency, items/s, CPU % and peak memory of engines on a model (sync or async)")
 def _benchmark(parser: argparse.ArgumentParser) -> Handler:
     from sparseinfer.benchmark.command import configure
 
@@ -118,6 +118,34 @@ def _benchmark(parser: argparse.ArgumentParser) -> Handler:
 @command("sparsify", help="apply a pruning recipe to a zoo model (one-shot) or the digits CNN, export to ONNX")
 def _sparsify(parser: argparse.ArgumentParser) -> Handler:
     from sparseinfer.sparsify.command import configure
+
+    return configure(parser)
+
+
+@command("compare", help="engines in their own processes, alternating rounds, outputs checked; MD/CSV/JSON/PNG")
+def _compare(parser: argparse.ArgumentParser) -> Handler:
+    from sparseinfer.benchmark.compare import configure
+
+    return configure(parser)
+
+
+@command("analyze", help="per-layer op, shapes, FLOPs, sparsity, kernel, time, GFLOP/s; file vs gzip size")
+def _analyze(parser: argparse.ArgumentParser) -> Handler:
+    from sparseinfer.benchmark.analyze import configure
+
+    return configure(parser)
+
+
+@command("check-hardware", help="CPU features, cores, caches and the kernels that will be used")
+def _check_hardware(parser: argparse.ArgumentParser) -> Handler:
+    from sparseinfer.benchmark.hardware import configure
+
+    return configure(parser)
+
+
+@command("scenario", help="study workloads: single-stream, large-batch, multi-instance, latency-bound, thread-sweep")
+def _scenario(parser: argparse.ArgumentParser) -> Handler:
+    from sparseinfer.benchmark.scenarios import configure
 
     return configure(parser)
 

@@ -1,5 +1,9 @@
-"""`sparseinfer benchmark MODEL`: sync latency/throughput of one or more engines on the same
-inputs, in the same run, alternating."""
+"""`sparseinfer benchmark MODEL`: latency, throughput, CPU utilisation and peak memory of one or
+more engines on the same seeded inputs.
+
+``--scenario sync`` (default): one request at a time; several engines run in the same process,
+alternating in rounds. ``--scenario async``: ``--num-streams`` threads submit requests
+concurrently, the cores split between them; engines are measured one after the other."""
 
 from __future__ import annotations
 
@@ -7,78 +11,163 @@ import argparse
 import json
 import sys
 
-from sparseinfer.benchmark.inputs import make_inputs
-from sparseinfer.benchmark.runners import RUNNERS, make_runner
-from sparseinfer.benchmark.timing import compare_engines
+from sparseinfer.benchmark.inputs import feeds_for, load_model, parse_shapes  # noqa: F401 - re-export
+from sparseinfer.benchmark.measure import BenchmarkResult, Progress, measure_async, measure_sync, split_cores
+from sparseinfer.benchmark.runners import ALIASES, PEERS, expand_engines, make_runner, split_installed
+
+EXIT_SKIPPED = 3  # some requested engines are not installed (the others ran and were reported)
 
 
-def parse_shapes(text: str | None):
-    """'input_ids:1x128,attention_mask:1x128' or '1x3x224x224' -> dict or list of shapes."""
-    if not text:
-        return None
-    parts = [p for p in text.split(",") if p]
-    if all(":" in p for p in parts):
-        return {k: [int(d) for d in v.split("x")] for k, v in (p.split(":", 1) for p in parts)}
-    return [[int(d) for d in p.split("x")] for p in parts]
+def add_common_arguments(p: argparse.ArgumentParser, engines_default: str = "sparseinfer,onnxruntime") -> None:
+    """Arguments shared by benchmark, compare and scenario."""
+    p.add_argument("model", help="an .onnx path or a zoo stub such as zoo:resnet50-pruned90")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--num-cores", type=int, default=None, help="default: all physical cores")
+    p.add_argument("--engines", "--engine", dest="engines", default=engines_default,
+                   help=f"comma-separated engines; available: {', '.join([*PEERS, *ALIASES])} "
+                        f"(openvino = openvino-f32 + openvino-default)")
+    p.add_argument("--time", type=float, default=10.0, help="timed seconds per engine")
+    p.add_argument("--warmup-time", type=float, default=2.0)
+    p.add_argument("--input-shapes", default=None, help="e.g. 1x3x224x224 or input_ids:1x128,attention_mask:1x128")
+    p.add_argument("--export-json", default=None, help="write the results to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def configure(p: argparse.ArgumentParser):
     """Adds the ``benchmark`` arguments to ``p`` and returns the handler (see sparseinfer.cli)."""
-    p.add_argument("model", help="an .onnx path or a zoo stub such as zoo:resnet50-pruned90")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--num-cores", type=int, default=None, help="default: all physical cores")
-    p.add_argument("--engines", default="sparseinfer,onnxruntime",
-                   help=f"comma-separated, first is the one ratios refer to; available: {', '.join(RUNNERS)}")
-    p.add_argument("--time", type=float, default=10.0, help="timed seconds, split over engines and rounds")
-    p.add_argument("--warmup-time", type=float, default=2.0)
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--input-shapes", default=None, help="e.g. 1x3x224x224 or input_ids:1x128,attention_mask:1x128")
-    p.add_argument("--export-json", default=None, help="write the results to this file")
+    add_common_arguments(p)
+    p.add_argument("--scenario", choices=["sync", "async"], default="sync")
+    p.add_argument("--num-streams", type=int, default=None,
+                   help="async: concurrent streams, cores split between them (default: number of cores)")
+    p.add_argument("--rounds", type=int, default=6, help="sync: alternating rounds the timed seconds are split into")
     return run
 
 
-def run(args: argparse.Namespace) -> int:
-    import onnx
+def hardware_summary(num_cores: int) -> dict:
+    import os
+    import platform
 
     from sparseinfer import _core
-    from sparseinfer.graph.onnx_import import load_model_proto
 
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    unknown = [e for e in engines if e not in RUNNERS]
-    if unknown:
-        raise ValueError(f"unknown engine(s) {unknown}; available: {', '.join(RUNNERS)}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    source = args.model
-    if source.startswith("zoo:"):
-        from sparseinfer import zoo
+    return {"isa": _core.active_isa(), "num_cores": num_cores, "physical_cores": _core.physical_core_count(),
+            "logical_cpus": os.cpu_count(), "machine": platform.machine(), "cpu": cpu_model_name(),
+            "python": platform.python_version()}
 
-        source = str(zoo.resolve(source))
-    model: onnx.ModelProto = load_model_proto(source)
+
+def cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def check_positive(**values: int | float | None) -> None:
+    for name, v in values.items():
+        if v is not None and v <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {v}")
+
+
+def print_table(results: list[BenchmarkResult], file=None) -> None:
+    """The results as an aligned text table (ms, items/s, CPU % of one core, MiB)."""
+    file = file or sys.stdout
+    head = (f"{'engine':<18}{'scenario':>9}{'streams':>8}{'mean ms':>10}{'median':>9}{'std':>8}{'p90':>9}"
+            f"{'p99':>9}{'items/s':>11}{'CPU %':>8}{'peak MiB':>10}{'iters':>8}")
+    print(head, file=file)
+    for r in results:
+        print(f"{r.engine:<18}{r.scenario:>9}{r.num_streams:>8}{r.mean_ms:>10.3f}{r.median_ms:>9.3f}{r.std_ms:>8.3f}"
+              f"{r.p90_ms:>9.3f}{r.p99_ms:>9.3f}{r.items_per_s:>11.1f}{r.cpu_percent:>8.1f}{r.peak_rss_mib:>10.1f}"
+              f"{r.iterations:>8}", file=file)
+
+
+def run(args: argparse.Namespace) -> int:
+    engines = expand_engines(args.engines)
+    check_positive(batch_size=args.batch_size, num_cores=args.num_cores, num_streams=args.num_streams,
+                   time=args.time, rounds=args.rounds)
+    if args.warmup_time < 0:
+        raise ValueError(f"--warmup-time must be >= 0, got {args.warmup_time}")
+    model, _ = load_model(args.model)
+    from sparseinfer import _core
+
     cores = args.num_cores or _core.physical_core_count()
-    shapes = parse_shapes(args.input_shapes)
-    feeds = make_inputs(model, args.batch_size, shapes if isinstance(shapes, dict) else None)
-    if isinstance(shapes, list):
-        import numpy as np
-
-        feeds = {k: np.resize(v, s).astype(v.dtype) for (k, v), s in zip(feeds.items(), shapes)}
-    runners = {e: make_runner(e, model, args.batch_size, cores) for e in engines}
-    print(f"benchmarking {args.model} batch {args.batch_size} on {cores} cores ({_core.active_isa()}): "
-          f"{', '.join(engines)}; {args.warmup_time}s warm-up each, {args.time}s timed in {args.rounds} "
-          f"alternating rounds", file=sys.stderr)
-    stats = compare_engines(runners, feeds, args.batch_size, warmup_s=args.warmup_time, time_s=args.time,
-                            rounds=args.rounds)
-    base = stats[engines[0]]
-    print(f"{'engine':<14}{'median ms':>11}{'mean ms':>10}{'p90 ms':>9}{'p99 ms':>9}{'items/s':>11}"
-          f"{'speed vs ' + engines[-1]:>18}")
-    ref = stats[engines[-1]]
-    for e in engines:
-        s = stats[e]
-        print(f"{e:<14}{s.median_ms:>11.3f}{s.mean_ms:>10.3f}{s.p90_ms:>9.3f}{s.p99_ms:>9.3f}"
-              f"{s.items_per_s:>11.1f}{ref.median_ms / s.median_ms:>17.2f}x")
+    feeds = feeds_for(model, args.batch_size, args.input_shapes)
+    engines, skipped = split_installed(engines)
+    for msg in skipped:
+        print(msg, file=sys.stderr)
+    if not engines:
+        raise ImportError("none of the requested engines is installed")
+    streams = args.num_streams or (cores if args.scenario == "async" else 1)
+    print(f"benchmarking {args.model} batch {args.batch_size} on {cores} cores ({_core.active_isa()}), "
+          f"{args.scenario}{f' {streams} streams' if args.scenario == 'async' else ''}: {', '.join(engines)}; "
+          f"{args.warmup_time}s warm-up, {args.time}s timed per engine", file=sys.stderr)
+    results: list[BenchmarkResult] = []
+    if args.scenario == "sync":
+        runners = {e: make_runner(e, model, args.batch_size, cores, args.model) for e in engines}
+        bar = Progress(len(engines) * (args.warmup_time + args.time), "benchmark", not args.no_progress)
+        try:
+            stats = measure_sync(runners, feeds, args.batch_size, cores, warmup_s=args.warmup_time,
+                                 time_s=args.time * len(engines), rounds=args.rounds, progress=bar)
+        finally:
+            bar.close()
+        results = [stats[e] for e in engines]
+    elif len(engines) > 1:  # each engine in a fresh process: their thread pools never meet
+        results = [_async_in_subprocess(args, e, streams) for e in engines]
+    else:
+        per_stream = split_cores(cores, streams)
+        for e in engines:
+            runners = [make_runner(e, model, args.batch_size, c, args.model) for c in per_stream]
+            bar = Progress(args.warmup_time + args.time, e, not args.no_progress)
+            try:
+                results.append(measure_async(e, runners, feeds, args.batch_size, cores, args.warmup_time,
+                                             args.time, progress=bar))
+            finally:
+                bar.close()
+            del runners
+    print_table(results)
+    if len(results) > 1:
+        ref = results[-1]
+        print("throughput vs " + ref.engine + ": " + ", ".join(
+            f"{r.engine} {r.items_per_s / ref.items_per_s:.2f}x" for r in results))
+    print("CPU % is of one core (max 100 x cores); peak MiB is this process's peak resident set"
+          + (" (all engines loaded in one process: use `sparseinfer compare` for per-engine memory)"
+             if len(results) > 1 else ""), file=sys.stderr)
     if args.export_json:
         with open(args.export_json, "w") as f:
             json.dump({"model": args.model, "batch_size": args.batch_size, "num_cores": cores,
-                       "isa": _core.active_isa(), "reference_engine": base.engine,
-                       "results": {e: s.as_dict() for e, s in stats.items()}}, f, indent=2)
-    return 0
+                       "scenario": args.scenario, "num_streams": streams, "isa": _core.active_isa(),
+                       "reference_engine": results[0].engine, "hardware": hardware_summary(cores),
+                       "skipped": skipped, "results": {r.engine: r.as_dict() for r in results}}, f, indent=2)
+    return EXIT_SKIPPED if skipped else 0
+
+
+def _async_in_subprocess(args: argparse.Namespace, engine: str, streams: int) -> BenchmarkResult:
+    """Runs ``sparseinfer benchmark --scenario async`` for one engine in a child process."""
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "r.json")
+        cmd = [sys.executable, "-m", "sparseinfer", "benchmark", args.model, "--engines", engine,
+               "--scenario", "async", "--num-streams", str(streams), "--batch-size", str(args.batch_size),
+               "--time", str(args.time), "--warmup-time", str(args.warmup_time), "--export-json", out]
+        if args.num_cores:
+            cmd += ["--num-cores", str(args.num_cores)]
+        if args.input_shapes:
+            cmd += ["--input-shapes", args.input_shapes]
+        if args.no_progress:
+            cmd += ["--no-progress"]
+        env = dict(os.environ)
+        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+        res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        if res.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"async benchmark of {engine} failed: {res.stderr.strip()[-1000:]}")
+        with open(out) as f:
+            doc = json.load(f)
+    return BenchmarkResult(**doc["results"][engine])

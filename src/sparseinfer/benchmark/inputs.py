@@ -32,3 +32,42 @@ def make_inputs(model: onnx.ModelProto, batch_size: int = 1,
         else:
             out[vi.name] = rng.integers(0, 1000, shape).astype(dtype)
     return out
+
+
+def parse_shapes(text: str | None) -> "dict[str, list[int]] | list[list[int]] | None":
+    """'input_ids:1x128,attention_mask:1x128' -> dict; '1x3x224x224' -> list of shapes."""
+    if not text:
+        return None
+    parts = [p for p in text.split(",") if p]
+    try:
+        if all(":" in p for p in parts):
+            return {k: [int(d) for d in v.split("x")] for k, v in (p.split(":", 1) for p in parts)}
+        return [[int(d) for d in p.split("x")] for p in parts]
+    except ValueError:
+        raise ValueError(f"--input-shapes {text!r} is not like 1x3x224x224 or "
+                         f"input_ids:1x128,attention_mask:1x128") from None
+
+
+def load_model(source: str) -> tuple[onnx.ModelProto, str]:
+    """(ModelProto, local path) for an .onnx path or a ``zoo:`` stub (exported on first use).
+    Raises OSError/ValueError naming the model when it cannot be read."""
+    from sparseinfer.graph.onnx_import import load_model_proto
+
+    path = source
+    if source.startswith("zoo:"):
+        from sparseinfer import zoo
+
+        path = str(zoo.resolve(source))
+    return load_model_proto(path), path
+
+
+def feeds_for(model: onnx.ModelProto, batch_size: int, input_shapes: str | None = None,
+              seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs at ``batch_size``; ``input_shapes`` as accepted by :func:`parse_shapes`."""
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    shapes = parse_shapes(input_shapes)
+    feeds = make_inputs(model, batch_size, shapes if isinstance(shapes, dict) else None, seed=seed)
+    if isinstance(shapes, list):
+        feeds = {k: np.resize(v, s).astype(v.dtype) for (k, v), s in zip(feeds.items(), shapes)}
+    return feeds

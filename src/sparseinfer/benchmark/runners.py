@@ -1,7 +1,21 @@
-"""One runner per engine: build it for (model, batch, cores), then call it on inputs."""
+"""One runner per engine: build it for (model, batch, cores), then call it on inputs.
+
+The registry :data:`PEERS` names every engine ``sparseinfer benchmark/compare`` can run, with
+the pip package that provides it. An engine whose package is missing raises
+:class:`PeerNotInstalled` (an ``ImportError``) whose message says how to install it.
+
+``openvino`` is reported twice: ``openvino-f32`` (inference precision forced to f32) and
+``openvino-default`` (OpenVINO's own choice: bf16 on CPUs that have AVX-512 BF16/AMX).
+``torch`` / ``torch-compile`` run the PyTorch model a ``zoo:`` stub exports (eager and
+``torch.compile``); ``tensorflow`` / ``jax`` run models the zoo defines in them (plain MLPs such
+as ``zoo:mlp6``, rebuilt from the exported weights)."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import tempfile
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -10,7 +24,31 @@ import onnx
 RunFn = Callable[[dict], list]
 
 
-def _sparseinfer(model: onnx.ModelProto, batch_size: int, num_cores: int) -> RunFn:
+class PeerNotInstalled(ImportError):
+    """A peer engine whose Python package is not installed."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """An engine: its factory, the module it needs and the pip requirement that provides it."""
+
+    name: str
+    factory: Callable[..., RunFn]
+    module: str
+    pip: str
+    needs_zoo: bool = False  # runs the zoo's framework definition, not the ONNX file
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+    def require(self) -> None:
+        """Raises :class:`PeerNotInstalled` with the install command when the package is missing."""
+        if not self.installed():
+            raise PeerNotInstalled(f"engine {self.name!r} skipped: {self.module} is not installed "
+                                   f"(pip install {self.pip})")
+
+
+def _sparseinfer(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
     import sparseinfer
 
     engine = sparseinfer.compile_model(model, batch_size=batch_size, num_cores=num_cores)
@@ -19,7 +57,7 @@ def _sparseinfer(model: onnx.ModelProto, batch_size: int, num_cores: int) -> Run
     return lambda feeds: run([feeds[n] for n in names])
 
 
-def _onnxruntime(model: onnx.ModelProto, batch_size: int, num_cores: int) -> RunFn:
+def _onnxruntime(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -32,13 +70,194 @@ def _onnxruntime(model: onnx.ModelProto, batch_size: int, num_cores: int) -> Run
     return lambda feeds: run(None, feeds)
 
 
-RUNNERS: dict[str, Callable[[onnx.ModelProto, int, int], RunFn]] = {
-    "sparseinfer": _sparseinfer,
-    "onnxruntime": _onnxruntime,
-}
+def _openvino(precision: str | None) -> Callable[..., RunFn]:
+    def factory(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+        import openvino as ov
+
+        core = ov.Core()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "model.onnx")
+            onnx.save(model, path)
+            ov_model = core.read_model(path)
+            feeds_shape = _feed_shapes(model, batch_size)
+            ov_model.reshape({k: ov.PartialShape(v) for k, v in feeds_shape.items()})
+            config = {"INFERENCE_NUM_THREADS": int(num_cores), "PERFORMANCE_HINT": "LATENCY",
+                      "NUM_STREAMS": 1}
+            if precision:
+                config["INFERENCE_PRECISION_HINT"] = precision
+            compiled = core.compile_model(ov_model, "CPU", config)
+        request = compiled.create_infer_request()
+        names = [i.get_any_name() for i in compiled.inputs]
+
+        def run(feeds: dict) -> list:
+            res = request.infer({n: feeds[n] for n in names})
+            return [np.asarray(v) for v in res.values()]
+        return run
+    return factory
 
 
-def make_runner(engine: str, model: onnx.ModelProto, batch_size: int, num_cores: int) -> RunFn:
-    if engine not in RUNNERS:
-        raise ValueError(f"unknown engine {engine!r}; available: {', '.join(RUNNERS)}")
-    return RUNNERS[engine](model, batch_size, num_cores)
+def _feed_shapes(model: onnx.ModelProto, batch_size: int) -> dict[str, list[int]]:
+    from sparseinfer.graph.onnx_import import resolve_input_shapes
+
+    return {k: list(v) for k, v in resolve_input_shapes(model, batch_size, None).items()}
+
+
+def _deepsparse(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+    import deepsparse
+
+    d = tempfile.mkdtemp(prefix="sparseinfer-ds-")
+    path = os.path.join(d, "model.onnx")
+    onnx.save(model, path)
+    engine = deepsparse.compile_model(path, batch_size=batch_size, num_cores=num_cores)
+    names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    return lambda feeds: engine.run([feeds[n] for n in names])
+
+
+def _require_stub(engine: str, source: str | None) -> str:
+    if not source or not source.startswith("zoo:"):
+        raise ValueError(f"engine {engine!r} runs the zoo's PyTorch definition and needs a zoo:NAME stub "
+                         f"as the model, got {source!r}")
+    return source
+
+
+def _torch(compile_: bool) -> Callable[..., RunFn]:
+    def factory(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+        import torch
+
+        from sparseinfer import zoo
+
+        stub = _require_stub("torch-compile" if compile_ else "torch", source)
+        torch.set_num_threads(int(num_cores))
+        net, example = zoo.build_torch_model(stub)
+        order = list(example)
+        if compile_:
+            net = torch.compile(net)
+
+        def run(feeds: dict) -> list:
+            with torch.inference_mode():
+                out = net(*[torch.from_numpy(feeds[n]) for n in order])
+            outs = out if isinstance(out, (tuple, list)) else [out]
+            return [o.numpy() for o in outs]
+        return run
+    return factory
+
+
+def mlp_layers(model: onnx.ModelProto) -> list[tuple[np.ndarray, np.ndarray | None, str]]:
+    """(weight as (in, out), bias, activation) per layer of a plain MLP ONNX graph (Gemm/MatMul,
+    Add, Relu, Sigmoid). Raises ValueError for any other graph: TensorFlow and JAX runners are
+    defined only for the zoo's MLPs."""
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    layers: list[list] = []
+    for node in model.graph.node:
+        if node.op_type == "Gemm":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            w = inits[node.input[1]]
+            w = w.T if attrs.get("transB", 0) else w
+            b = inits.get(node.input[2]) if len(node.input) > 2 else None
+            layers.append([w.astype(np.float32), b, "linear"])
+        elif node.op_type == "MatMul" and node.input[1] in inits:
+            layers.append([inits[node.input[1]].astype(np.float32), None, "linear"])
+        elif node.op_type == "Add" and layers and node.input[1] in inits:
+            layers[-1][1] = inits[node.input[1]]
+        elif node.op_type in ("Relu", "Sigmoid") and layers:
+            layers[-1][2] = node.op_type.lower()
+        else:
+            raise ValueError(f"the TensorFlow/JAX runners are defined for the zoo's plain MLPs (e.g. zoo:mlp6); "
+                             f"this model has a {node.op_type} node")
+    return [(w, b, act) for w, b, act in layers]
+
+
+def _tensorflow(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(int(num_cores))
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    layers = [(tf.constant(w), None if b is None else tf.constant(b), act) for w, b, act in mlp_layers(model)]
+    name = model.graph.input[0].name
+
+    @tf.function(jit_compile=False)
+    def forward(x):
+        for w, b, act in layers:
+            x = tf.matmul(x, w) + (b if b is not None else 0.0)
+            x = tf.nn.relu(x) if act == "relu" else tf.sigmoid(x) if act == "sigmoid" else x
+        return x
+    return lambda feeds: [forward(tf.constant(feeds[name])).numpy()]
+
+
+def _jax(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+    import jax
+    import jax.numpy as jnp
+
+    layers = [(jnp.asarray(w), None if b is None else jnp.asarray(b), act) for w, b, act in mlp_layers(model)]
+    name = model.graph.input[0].name
+
+    @jax.jit
+    def forward(x):
+        for w, b, act in layers:
+            x = x @ w + (b if b is not None else 0.0)
+            x = jax.nn.relu(x) if act == "relu" else jax.nn.sigmoid(x) if act == "sigmoid" else x
+        return x
+    return lambda feeds: [np.asarray(forward(feeds[name]).block_until_ready())]
+
+
+PEERS: dict[str, Peer] = {p.name: p for p in [
+    Peer("sparseinfer", _sparseinfer, "sparseinfer", "sparseinfer"),
+    Peer("onnxruntime", _onnxruntime, "onnxruntime", "onnxruntime"),
+    Peer("openvino-f32", _openvino("f32"), "openvino", "openvino"),
+    Peer("openvino-default", _openvino(None), "openvino", "openvino"),
+    Peer("deepsparse", _deepsparse, "deepsparse", "deepsparse"),
+    Peer("torch", _torch(False), "torch", "torch==2.13.0", needs_zoo=True),
+    Peer("torch-compile", _torch(True), "torch", "torch==2.13.0", needs_zoo=True),
+    Peer("tensorflow", _tensorflow, "tensorflow", "tensorflow-cpu"),
+    Peer("jax", _jax, "jax", "'jax[cpu]'"),
+]}
+
+#: Short names that stand for several engines.
+ALIASES: dict[str, list[str]] = {"openvino": ["openvino-f32", "openvino-default"],
+                                 "torch-all": ["torch", "torch-compile"]}
+
+RUNNERS: dict[str, Callable[..., RunFn]] = {n: p.factory for n, p in PEERS.items()}
+
+
+def expand_engines(spec: str | list[str]) -> list[str]:
+    """'sparseinfer,openvino' -> ['sparseinfer', 'openvino-f32', 'openvino-default']. Raises
+    ValueError naming unknown engines and the available ones."""
+    names = [e.strip() for e in spec.split(",")] if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for n in names:
+        if not n:
+            continue
+        for e in ALIASES.get(n, [n]):
+            if e not in out:
+                out.append(e)
+    unknown = [e for e in out if e not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown engine(s) {unknown}; available: {', '.join([*PEERS, *ALIASES])}")
+    if not out:
+        raise ValueError("no engine given; expected e.g. --engines sparseinfer,onnxruntime")
+    return out
+
+
+def split_installed(engines: list[str]) -> tuple[list[str], list[str]]:
+    """(installed engines, one skip message per missing one)."""
+    ok, skipped = [], []
+    for e in engines:
+        try:
+            PEERS[e].require()
+            ok.append(e)
+        except PeerNotInstalled as exc:
+            skipped.append(str(exc))
+    return ok, skipped
+
+
+def make_runner(engine: str, model: onnx.ModelProto, batch_size: int, num_cores: int,
+                source: str | None = None) -> RunFn:
+    """Builds ``engine`` for ``model`` at ``batch_size`` on ``num_cores`` cores. ``source`` is the
+    model argument as the user gave it (a ``zoo:`` stub is needed by the torch runners)."""
+    if engine not in PEERS:
+        raise ValueError(f"unknown engine {engine!r}; available: {', '.join(PEERS)}")
+    peer = PEERS[engine]
+    peer.require()
+    return peer.factory(model, batch_size, num_cores, source)

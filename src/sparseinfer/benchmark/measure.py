@@ -1,0 +1,248 @@
+"""Measuring one engine: latency distribution, throughput, CPU utilisation and peak memory.
+
+Two scenarios (as in the published CPU-inference studies):
+
+* ``sync``: one request at a time; items/s = batch / mean latency.
+* ``async``: ``num_streams`` threads each submit requests back to back to their own runner
+  (cores split between them); items/s = items completed in the timed window / its length.
+
+CPU utilisation is the process's user + system CPU time over the timed window divided by the
+window's wall time, in % of one core (so at most 100 x cores). Peak memory is the process's
+peak resident set (``ru_maxrss``)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from sparseinfer.benchmark.runners import RunFn
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads), in seconds."""
+    t = os.times()
+    return t.user + t.system
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set of this process, MiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class BenchmarkResult:
+    """What one engine achieved in one scenario. Times in milliseconds."""
+
+    engine: str
+    scenario: str
+    batch_size: int
+    num_streams: int
+    num_cores: int
+    iterations: int
+    items: int
+    wall_s: float
+    mean_ms: float
+    median_ms: float
+    std_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+    items_per_s: float
+    cpu_percent: float
+    peak_rss_mib: float
+    round_medians_ms: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(engine: str, scenario: str, batch_size: int, num_streams: int, num_cores: int,
+              latencies_s: Sequence[float], wall_s: float, cpu_s: float, peak_mib: float | None = None,
+              round_medians_ms: Sequence[float] = ()) -> BenchmarkResult:
+    """Builds the result from raw per-request latencies (seconds), the timed window's wall time
+    and the CPU seconds spent in it."""
+    if len(latencies_s) == 0:
+        raise RuntimeError(f"{engine}: no request completed in the timed window ({wall_s:.3f} s)")
+    a = np.asarray(latencies_s, dtype=np.float64) * 1e3
+    n = len(a)
+    items = n * batch_size
+    if scenario == "sync":
+        ips = batch_size / (a.mean() / 1e3)
+    else:
+        ips = items / wall_s
+    return BenchmarkResult(engine, scenario, batch_size, num_streams, num_cores, n, items, float(wall_s),
+                           float(a.mean()), float(np.median(a)), float(a.std()), float(np.percentile(a, 90)),
+                           float(np.percentile(a, 99)), float(a.min()), float(a.max()), float(ips),
+                           float(100.0 * cpu_s / wall_s) if wall_s > 0 else 0.0,
+                           float(peak_mib if peak_mib is not None else peak_rss_mib()),
+                           [float(m) for m in round_medians_ms])
+
+
+class Progress:
+    """A tqdm bar on stderr counting seconds of measurement (a no-op when disabled or when tqdm
+    is missing)."""
+
+    def __init__(self, total_s: float, desc: str, enabled: bool = True):
+        self._bar = None
+        self._done = 0.0
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # pragma: no cover - tqdm is in the benchmark extra
+                return
+            self._bar = tqdm(total=round(total_s, 2), desc=desc, unit="s", file=sys.stderr, leave=False,
+                             mininterval=0.25, bar_format="{desc}{percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f}s")
+
+    def advance(self, seconds: float) -> None:
+        if self._bar is not None and seconds > 0:
+            self._bar.update(round(seconds, 3))
+            self._done += seconds
+
+    def set_description(self, desc: str) -> None:
+        if self._bar is not None:
+            self._bar.set_description(desc)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _run_for(run: RunFn, feeds: dict, seconds: float, min_iters: int, progress: Progress | None) -> list[float]:
+    lat: list[float] = []
+    start = time.perf_counter()
+    end = start + seconds
+    last = start
+    while len(lat) < min_iters or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        run(feeds)
+        t1 = time.perf_counter()
+        lat.append(t1 - t0)
+        if progress is not None and t1 - last > 0.1:
+            progress.advance(min(t1, end) - last)
+            last = min(t1, end)
+    if progress is not None and end > last:
+        progress.advance(end - last)
+    return lat
+
+
+def warmup(run: RunFn, feeds: dict, seconds: float, progress: Progress | None = None) -> None:
+    """Runs at least once, then until ``seconds`` passed (caches, thread pools, lazy allocation)."""
+    _run_for(run, feeds, seconds, 1, progress)
+
+
+def measure_sync(runners: Mapping[str, RunFn], feeds: dict, batch_size: int, num_cores: int,
+                 warmup_s: float = 1.0, time_s: float = 10.0, rounds: int = 5, min_iters_per_round: int = 3,
+                 progress: Progress | None = None) -> dict[str, BenchmarkResult]:
+    """Sync scenario for one or more engines in this process: warm-up each, then ``rounds``
+    rounds in which every engine runs for its slice, the order reversing every round so drift
+    hits all alike. CPU % counts only each engine's own slices."""
+    names = list(runners)
+    for name in names:
+        if progress:
+            progress.set_description(f"warm-up {name}")
+        warmup(runners[name], feeds, warmup_s, progress)
+    lat: dict[str, list[float]] = {n: [] for n in names}
+    med: dict[str, list[float]] = {n: [] for n in names}
+    wall = dict.fromkeys(names, 0.0)
+    cpu = dict.fromkeys(names, 0.0)
+    slice_s = time_s / max(rounds, 1) / max(len(names), 1)
+    for r in range(max(rounds, 1)):
+        for name in (names if r % 2 == 0 else list(reversed(names))):
+            if progress:
+                progress.set_description(f"round {r + 1}/{rounds} {name}")
+            c0, w0 = cpu_seconds(), time.perf_counter()
+            this = _run_for(runners[name], feeds, slice_s, min_iters_per_round, progress)
+            wall[name] += time.perf_counter() - w0
+            cpu[name] += cpu_seconds() - c0
+            lat[name] += this
+            med[name].append(float(np.median(this)) * 1e3)
+    return {n: summarize(n, "sync", batch_size, 1, num_cores, lat[n], wall[n], cpu[n], round_medians_ms=med[n])
+            for n in names}
+
+
+def measure_async(engine: str, runners: Sequence[RunFn], feeds: dict, batch_size: int, num_cores: int,
+                  warmup_s: float = 1.0, time_s: float = 10.0, progress: Progress | None = None) -> BenchmarkResult:
+    """Async scenario: one thread per runner (stream), all submitting back to back for ``time_s``
+    after a joint warm-up; requests still running at the end are awaited but not counted."""
+    n = len(runners)
+    if n < 1:
+        raise ValueError("async scenario needs at least one stream")
+    lat: list[list[float]] = [[] for _ in range(n)]
+    errors: list[BaseException] = []
+    phase = {"record": False, "stop": False}
+    barrier = threading.Barrier(n + 1)
+
+    def stream(k: int) -> None:
+        run = runners[k]
+        try:
+            run(feeds)
+            barrier.wait()
+            while not phase["stop"]:
+                t0 = time.perf_counter()
+                run(feeds)
+                t1 = time.perf_counter()
+                if phase["record"] and not phase["stop"]:
+                    lat[k].append(t1 - t0)
+        except threading.BrokenBarrierError:
+            return
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+            barrier.abort()
+            phase["stop"] = True
+
+    threads = [threading.Thread(target=stream, args=(k,), daemon=True) for k in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass
+    if not errors:
+        if progress:
+            progress.set_description(f"warm-up {engine} ({n} streams)")
+        _sleep_with_progress(warmup_s, progress)
+        if progress:
+            progress.set_description(f"{engine} async {n} streams")
+        c0, w0 = cpu_seconds(), time.perf_counter()
+        phase["record"] = True
+        _sleep_with_progress(time_s, progress)
+        phase["stop"] = True
+        wall = time.perf_counter() - w0
+        cpu = cpu_seconds() - c0
+    phase["stop"] = True
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return summarize(engine, "async", batch_size, n, num_cores, [x for s in lat for x in s], wall, cpu)
+
+
+def _sleep_with_progress(seconds: float, progress: Progress | None) -> None:
+    end = time.perf_counter() + seconds
+    while True:
+        left = end - time.perf_counter()
+        if left <= 0:
+            return
+        step = min(0.2, left)
+        time.sleep(step)
+        if progress:
+            progress.advance(step)
+
+
+def split_cores(num_cores: int, parts: int) -> list[int]:
+    """Cores per stream/instance: ``num_cores`` split as evenly as possible, at least 1 each."""
+    if parts < 1:
+        raise ValueError(f"number of streams/instances must be >= 1, got {parts}")
+    base, extra = divmod(num_cores, parts)
+    return [max(1, base + (1 if k < extra else 0)) for k in range(parts)]
+
+
+RunnerFactory = Callable[[int], RunFn]

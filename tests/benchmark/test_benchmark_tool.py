@@ -1,0 +1,163 @@
+"""benchmark / compare: plausibility of the measured numbers on tiny models (no timed asserts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from sparseinfer.benchmark.compare import output_diff
+from sparseinfer.benchmark.measure import measure_async, measure_sync, split_cores, summarize
+from sparseinfer.benchmark.runners import PEERS, expand_engines, make_runner, split_installed
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def tiny_model() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b")
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+                          "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], [w, b])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["SPARSEINFER_ZOO_DIR"] = str(tmp_path / "zoo")
+    return subprocess.run([sys.executable, "-m", "sparseinfer", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_summarize_relations():
+    r = summarize("e", "sync", 4, 1, 2, [0.001, 0.002, 0.003, 0.010], wall_s=0.016, cpu_s=0.02)
+    assert r.items_per_s == pytest.approx(4 / (r.mean_ms / 1e3))
+    assert r.min_ms <= r.median_ms <= r.p90_ms <= r.p99_ms <= r.max_ms
+    assert r.cpu_percent == pytest.approx(125.0) and r.iterations == 4 and r.items == 16
+    a = summarize("e", "async", 4, 2, 2, [0.001] * 10, wall_s=0.5, cpu_s=0.5)
+    assert a.items_per_s == pytest.approx(40 / 0.5)
+    with pytest.raises(RuntimeError, match="no request completed"):
+        summarize("e", "sync", 1, 1, 1, [], 1.0, 0.0)
+
+
+def test_split_cores_and_engine_names():
+    assert split_cores(4, 2) == [2, 2] and split_cores(3, 2) == [2, 1] and split_cores(1, 3) == [1, 1, 1]
+    with pytest.raises(ValueError):
+        split_cores(2, 0)
+    assert expand_engines("sparseinfer,openvino") == ["sparseinfer", "openvino-f32", "openvino-default"]
+    with pytest.raises(ValueError, match="unknown engine.*available: sparseinfer"):
+        expand_engines("sparseinfer,nope")
+
+
+def test_missing_peer_message_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(PEERS["deepsparse"].__class__, "installed", lambda self: self.name != "deepsparse")
+    ok, skipped = split_installed(["onnxruntime", "deepsparse"])
+    assert ok == ["onnxruntime"] and skipped == [
+        "engine 'deepsparse' skipped: deepsparse is not installed (pip install deepsparse)"]
+    with pytest.raises(ImportError, match="pip install deepsparse"):
+        make_runner("deepsparse", tiny_model(), 1, 1)
+
+
+def test_output_diff():
+    ref = [np.array([1.0, -2.0, 4.0])]
+    assert output_diff([np.array([1.0, -2.0, 4.0])], ref) == (0.0, 0.0)
+    abs_d, rel = output_diff([np.array([1.0, -2.5, 4.0])], ref)
+    assert abs_d == pytest.approx(0.5) and rel == pytest.approx(0.125)
+
+
+@pytest.mark.parametrize("engine", ["sparseinfer", "onnxruntime"])
+def test_sync_and_async_plausible(engine):
+    model = tiny_model()
+    feeds = {"x": np.random.default_rng(1).standard_normal((4, 16)).astype(np.float32)}
+    sync = measure_sync({engine: make_runner(engine, model, 4, 2)}, feeds, 4, 2, warmup_s=0.05, time_s=0.3,
+                        rounds=2)[engine]
+    assert sync.iterations >= 6 and sync.items_per_s == pytest.approx(4 / (sync.mean_ms / 1e3))
+    assert sync.p99_ms >= sync.median_ms > 0 and 0 <= sync.cpu_percent <= 100 * 2 * 1.05
+    assert sync.peak_rss_mib > 10 and len(sync.round_medians_ms) == 2
+    runners = [make_runner(engine, model, 4, c) for c in split_cores(2, 2)]
+    asy = measure_async(engine, runners, feeds, 4, 2, warmup_s=0.05, time_s=0.3)
+    assert asy.num_streams == 2 and asy.iterations > 0 and asy.items == asy.iterations * 4
+    assert asy.items_per_s == pytest.approx(asy.items / asy.wall_s)
+    assert asy.p99_ms >= asy.median_ms > 0 and 0 <= asy.cpu_percent <= 100 * os.cpu_count() * 1.05
+
+
+def test_cli_async_json_and_missing_peer(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    onnx.save(tiny_model(), path)
+    out = tmp_path / "b.json"
+    res = run_cli("benchmark", str(path), "--scenario", "async", "--num-streams", "2", "--batch-size", "2",
+                  "--time", "0.3", "--warmup-time", "0.05", "--engine", "sparseinfer,onnxruntime",
+                  "--export-json", str(out), tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["scenario"] == "async" and set(doc["results"]) == {"sparseinfer", "onnxruntime"}
+    for r in doc["results"].values():
+        assert r["num_streams"] == 2 and r["p99_ms"] >= r["median_ms"] and r["iterations"] > 0
+        assert 0 <= r["cpu_percent"] <= 100 * os.cpu_count() * 1.05 and r["peak_rss_mib"] > 0
+    if not PEERS["deepsparse"].installed():
+        res = run_cli("benchmark", str(path), "--engine", "onnxruntime,deepsparse", "--time", "0.1",
+                      "--warmup-time", "0", "--no-progress", tmp_path=tmp_path)
+        assert res.returncode != 0 and "pip install deepsparse" in res.stderr and "onnxruntime" in res.stdout
+        assert "Traceback" not in res.stderr
+
+
+def test_cli_compare_reports(tmp_path):
+    path = tmp_path / "tiny.onnx"
+    onnx.save(tiny_model(), path)
+    res = run_cli("compare", str(path), "--engines", "sparseinfer,onnxruntime", "--time", "0.4",
+                  "--warmup-time", "0.05", "--rounds", "2", "--output-dir", str(tmp_path / "rep"), "--no-progress",
+                  tmp_path=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for ext in ("md", "csv", "json", "png"):
+        assert (tmp_path / "rep" / f"compare.{ext}").stat().st_size > 0
+    assert (tmp_path / "rep" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    doc = json.loads((tmp_path / "rep" / "compare.json").read_text())
+    rows = {r["engine"]: r for r in doc["rows"]}
+    assert doc["reference_engine"] == "onnxruntime" and rows["onnxruntime"]["speedup"] == pytest.approx(1.0)
+    assert rows["sparseinfer"]["max_abs_diff"] < 1e-3 and rows["onnxruntime"]["max_abs_diff"] == 0.0
+    for r in rows.values():
+        assert r["items_per_s"] == pytest.approx(1 / (r["mean_ms"] / 1e3)) and len(r["round_medians_ms"]) == 2
+        assert r["peak_rss_mib"] > 10 and r["p99_ms"] >= r["median_ms"]
+    assert "| sparseinfer |" in res.stdout and "max abs diff" in res.stdout
+
+
+@pytest.mark.parametrize("cmd", ["benchmark", "compare"])
+def test_cli_bad_model_is_a_clean_error(cmd, tmp_path):
+    res = run_cli(cmd, "/nonexistent/model.onnx", "--time", "0.1", tmp_path=tmp_path)
+    assert res.returncode != 0 and "/nonexistent/model.onnx" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_torch_peer_matches_onnxruntime_on_zoo_mlp6(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.setenv("SPARSEINFER_ZOO_DIR", str(tmp_path / "zoo"))
+    from sparseinfer.benchmark.inputs import feeds_for, load_model
+
+    model, _ = load_model("zoo:mlp6")
+    feeds = feeds_for(model, 3)
+    ref = make_runner("onnxruntime", model, 3, 1)(feeds)[0]
+    got = make_runner("torch", model, 3, 1, "zoo:mlp6")(feeds)[0]
+    assert output_diff([got], [ref])[0] < 1e-5
+    with pytest.raises(ValueError, match="needs a zoo:NAME stub"):
+        make_runner("torch", model, 3, 1, "/some/model.onnx")
+
+
+@pytest.mark.parametrize("engine,package", [("tensorflow", "tensorflow"), ("jax", "jax")])
+def test_tensorflow_jax_peers_run_the_mlp_or_say_how_to_install(engine, package, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSEINFER_ZOO_DIR", str(tmp_path / "zoo"))
+    if not PEERS[engine].installed():
+        with pytest.raises(ImportError, match=f"pip install .*{package}"):
+            make_runner(engine, tiny_model(), 1, 1)
+        return
+    model = tiny_model()
+    feeds = {"x": np.ones((2, 16), np.float32)}
+    ref = make_runner("onnxruntime", model, 2, 1)(feeds)[0]
+    assert output_diff(make_runner(engine, model, 2, 1)(feeds), [ref])[0] < 1e-4
