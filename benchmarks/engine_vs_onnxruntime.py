@@ -22,7 +22,7 @@ import sparseinfer
 from sparseinfer import _core, zoo
 from sparseinfer.benchmark import compare_engines, make_inputs, make_runner
 from sparseinfer.benchmark.memory import measure_in_subprocess
-from sparseinfer.graph.flops import model_flops
+from sparseinfer.graph.flops import analyze_flops
 
 # (zoo stub, batch size, target ratio, what the ratio means)
 TARGETS = {
@@ -61,7 +61,7 @@ def main() -> None:
         runners = {e: make_runner(e, model, batch, a.num_cores) for e in ("sparseinfer", "onnxruntime")}
         stats = compare_engines(runners, feeds, batch, warmup_s=a.warmup, time_s=a.time, rounds=a.rounds)
         si, ort = stats["sparseinfer"], stats["onnxruntime"]
-        flops = model_flops(model, batch_size=batch)["dense_flops"]
+        flops = analyze_flops(model, dim_values={"batch": batch, "sequence": 128}).flops
         row = {
             "model": f"zoo:{name}", "batch_size": batch, "num_cores": a.num_cores,
             "engines": {k: v.as_dict() for k, v in stats.items()},
