@@ -35,8 +35,12 @@ TARGETS = {
 
 
 def fp32_peak_gflops(num_cores: int) -> float | None:
-    probe = getattr(_core, "fma_peak_gflops", None)
-    return float(probe(num_cores, 0.3)) if probe else None
+    """Measured fp32 FMA peak: the single-thread probe of the active ISA (best of a few short
+    runs) times the cores; None on the portable ISA (no probe)."""
+    isa = _core.active_isa()
+    if isa == "portable":
+        return None
+    return num_cores * max(float(_core._gemm_fma_peak(isa, 0.1)) for _ in range(3))
 
 
 def main() -> None:
