@@ -5,6 +5,8 @@ from hypothesis import given, settings, HealthCheck, strategies as st
 
 from sparseinfer import _core
 
+from .reference import ACTIVATIONS, act_ref
+
 ALL_ISAS = ["avx512", "avx2", "portable"]
 _RANK = {"portable": 0, "avx2": 1, "avx512": 2}
 ISAS = [
@@ -12,7 +14,6 @@ ISAS = [
     for i in ALL_ISAS
 ]
 SUPPORTED = [i for i in ALL_ISAS if _RANK[i] <= _RANK[_core.best_isa()]]
-ACTIVATIONS = ["none", "relu", "clip", "sigmoid", "hardsigmoid", "hardswish", "silu", "tanh"]
 
 
 def ref_conv(x, w, b, stride, pads, dil, groups):
@@ -35,26 +36,6 @@ def ref_conv(x, w, b, stride, pads, dil, groups):
     if b is not None:
         out += b.astype(np.float64)[None, :, None, None]
     return out
-
-
-def ref_act(x, act, alpha, beta):
-    if act == "none":
-        return x
-    if act == "relu":
-        return np.maximum(x, 0)
-    if act == "clip":
-        return np.clip(x, alpha, beta)
-    if act == "sigmoid":
-        return 1 / (1 + np.exp(-x))
-    if act == "hardsigmoid":
-        return np.clip(alpha * x + beta, 0, 1)
-    if act == "hardswish":
-        return x * np.clip(x / 6 + 0.5, 0, 1)
-    if act == "silu":
-        return x / (1 + np.exp(-x))
-    if act == "tanh":
-        return np.tanh(x)
-    raise ValueError(act)
 
 
 def act_params(act):
@@ -80,7 +61,7 @@ def check_conv(isa, N, C, H, W, K, R, S, stride, pads, dil, groups, act="none", 
         res_nchw = rng.standard_normal(ref.shape).astype(np.float32)
         res = to_nchwc(res_nchw, isa)
         ref = ref + res_nchw
-    ref = ref_act(ref, act, alpha, beta)
+    ref = act_ref(ref, act, alpha, beta)
     xin = x if conv.input_is_nchw else to_nchwc(x, isa)
     y = conv.run(xin, residual=res, num_threads=threads)
     B = _core.nchwc_block(isa)

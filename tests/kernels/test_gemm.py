@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from sparseinfer import _core
 
+from .reference import ACT_PARAMS, ACTIVATIONS, act_ref
+
 ISA_ORDER = ["portable", "avx2", "avx512"]
 BEST = ISA_ORDER.index(_core.best_isa())
 VARIANTS = [
@@ -16,28 +18,6 @@ VARIANTS = [
                                              reason=f"CPU lacks {v} (best: {_core.best_isa()})"))
     for v in _core.gemm_variants()
 ]
-ACTIVATIONS = ["none", "relu", "clip", "sigmoid", "hardsigmoid", "hardswish", "silu", "tanh"]
-ACT_PARAMS = {"clip": (-0.5, 0.7), "hardsigmoid": (0.2, 0.5)}
-
-
-def act_ref(x: np.ndarray, act: str, alpha: float, beta: float) -> np.ndarray:
-    if act == "none":
-        return x
-    if act == "relu":
-        return np.maximum(x, 0)
-    if act == "clip":
-        return np.minimum(np.maximum(x, alpha), beta)
-    if act == "sigmoid":
-        return 1 / (1 + np.exp(-x))
-    if act == "hardsigmoid":
-        return np.clip(alpha * x + beta, 0, 1)
-    if act == "hardswish":
-        return x * np.clip(x / 6 + 0.5, 0, 1)
-    if act == "silu":
-        return x / (1 + np.exp(-x))
-    if act == "tanh":
-        return np.tanh(x)
-    raise AssertionError(act)
 
 
 def reference(a, b, trans_b=False, bias=None, residual=None, act="none", alpha=0.0, beta=0.0):

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from sparseinfer import _core
 
+from .reference import ACT_PARAMS, ACTIVATIONS, act_ref
+
 ISA_ORDER = ["portable", "avx2", "avx512"]
 BEST = ISA_ORDER.index(_core.best_isa())
 VARIANTS = [
@@ -18,28 +20,6 @@ VARIANTS = [
     for v in _core.spmm_variants()
 ]
 SPARSITIES = [0.0, 0.5, 0.9, 0.99, 1.0]
-ACTIVATIONS = ["none", "relu", "clip", "sigmoid", "hardsigmoid", "hardswish", "silu", "tanh"]
-ACT_PARAMS = {"clip": (-0.5, 0.7), "hardsigmoid": (0.2, 0.5)}
-
-
-def act_ref(x, act, alpha=0.0, beta=0.0):
-    if act == "none":
-        return x
-    if act == "relu":
-        return np.maximum(x, 0)
-    if act == "clip":
-        return np.minimum(np.maximum(x, alpha), beta)
-    if act == "sigmoid":
-        return 1 / (1 + np.exp(-x))
-    if act == "hardsigmoid":
-        return np.clip(alpha * x + beta, 0, 1)
-    if act == "hardswish":
-        return x * np.clip(x / 6 + 0.5, 0, 1)
-    if act == "silu":
-        return x / (1 + np.exp(-x))
-    if act == "tanh":
-        return np.tanh(x)
-    raise AssertionError(act)
 
 
 def sparse_weights(rng, M, K, sparsity):
