@@ -16,14 +16,15 @@ bool is_direct(const ConvParams& p) {
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
-// One input offset per weight column (c, r, s) in OIHW order, relative to the image's planes
-// (direct) or to the padded, phase-split workspace.
-std::vector<int64_t> tap_offsets(const ConvParams& p) {
+// One input offset per weight column (c, r, s) in OIHW order, relative to the planes of one
+// call's nb images (direct) or to the padded, phase-split workspace. Channel c's nb planes
+// are consecutive in both layouts (CNHW; NCHW has nb = 1).
+std::vector<int64_t> tap_offsets(const ConvParams& p, int nb) {
   const bool direct = is_direct(p);
   std::vector<int64_t> off(size_t(p.C) * p.R * p.S);
   const int Hh = direct ? p.H : ceil_div(p.H + p.pad_top + p.pad_bottom, p.stride_h);
   const int Wh = direct ? p.W : ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
-  const int64_t plane = int64_t(Hh) * Wh, phase = plane * p.C;
+  const int64_t plane = int64_t(Hh) * Wh * nb, phase = plane * p.C;
   for (int c = 0; c < p.C; ++c)
     for (int r = 0; r < p.R; ++r)
       for (int s = 0; s < p.S; ++s) {
@@ -48,43 +49,48 @@ const ConvParams& checked(const ConvParams& p) {
 }  // namespace
 
 SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
-                           float beta, Isa isa, bool has_residual)
+                           float beta, Isa isa, bool has_residual, bool batch_major)
     : p_(checked(p)),
       OH_(p.OH()),
       OW_(p.OW()),
+      nb_(batch_major ? p.N : 1),
       direct_(is_direct(p)),
       bias_(bias ? std::vector<float>(bias, bias + p.K) : std::vector<float>()),
       act_(act),
       alpha_(alpha),
       beta_(beta),
       has_residual_(has_residual),
-      w_(weight, p.K, p.C * p.R * p.S, tap_offsets(p).data(), isa) {
+      w_(weight, p.K, p.C * p.R * p.S, tap_offsets(p, batch_major ? p.N : 1).data(), isa) {
   if (direct_) {
     Hh_ = p.H;
     Wh_ = p.W;
-    Q_ = int64_t(OH_) * OW_;
+    Q_ = int64_t(nb_) * OH_ * OW_;
   } else {
     Hh_ = ceil_div(p.H + p.pad_top + p.pad_bottom, p.stride_h);
     Wh_ = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
-    Q_ = int64_t(OH_) * Wh_;
-    ws_phase_ = size_t(p.stride_h) * p.stride_w * p.C * size_t(Hh_) * Wh_;
-    // The discarded columns of the last row read up to (S-1)*dil/sw positions past the last
-    // phase plane: keep that slack inside the workspace (zeroed).
-    ws_in_ = ws_phase_ + size_t(Wh_) + size_t(p.S) * p.dil_w;
-    ws_out_ = Wh_ == OW_ ? 0 : size_t(p.K) * size_t(Q_);
+    // One image: the OH rows of Wh positions. Several: whole planes (the rows past OH of each
+    // image are computed and discarded, like the columns past OW).
+    Q_ = nb_ == 1 ? int64_t(OH_) * Wh_ : int64_t(nb_) * Hh_ * Wh_;
+    ws_phase_ = size_t(p.stride_h) * p.stride_w * p.C * size_t(nb_) * Hh_ * Wh_;
+    // Discarded positions of the last plane read up to ((R-1)*dil/sh + 1) rows and (S-1)*dil/sw
+    // columns past the last phase plane: keep that slack inside the workspace (zeroed).
+    ws_in_ = ws_phase_ + size_t((p.R - 1) * p.dil_h / p.stride_h + 1) * Wh_ + size_t(p.S) * p.dil_w;
+    const bool exact = Wh_ == OW_ && (nb_ == 1 || Hh_ == OH_);
+    ws_out_ = exact ? 0 : size_t(p.K) * size_t(Q_);
   }
   name_ = std::string("spmm_conv") + (direct_ ? "1x1" : std::to_string(p.R) + "x" + std::to_string(p.S)) + "_" +
           isa_name(isa);
 }
 
 void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
-  const size_t in_image = size_t(p_.C) * p_.H * p_.W, out_image = size_t(p_.K) * OH_ * OW_;
+  // Per call: nb images (CNHW: the whole batch, NCHW: one image).
+  const size_t in_call = size_t(p_.C) * nb_ * p_.H * p_.W, out_call = size_t(p_.K) * nb_ * OH_ * OW_;
   float* ws = direct_ ? nullptr : out[1];
   if (ws) std::fill(ws + ws_phase_, ws + ws_in_, 0.f);
-  for (int n = 0; n < p_.N; ++n) {
-    const float* x = in[0] + n * in_image;
-    float* y = out[0] + n * out_image;
-    const float* res = has_residual_ ? in[1] + n * out_image : nullptr;
+  for (int n = 0; n < p_.N / nb_; ++n) {
+    const float* x = in[0] + n * in_call;
+    float* y = out[0] + n * out_call;
+    const float* res = has_residual_ ? in[1] + n * out_call : nullptr;
     Epilogue ep;
     ep.bias = bias_.empty() ? nullptr : bias_.data();
     ep.act = act_;
@@ -95,8 +101,9 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
       spmm_f32(w_, x, Q_, y, Q_, ep, pool);
       continue;
     }
-    pad_phase_split(x, ws, p_.C, p_.H, p_.W, p_.pad_top, p_.pad_left, p_.stride_h, p_.stride_w, Hh_, Wh_, pool);
-    if (ws_out_ == 0) {  // Wh == OW: the spmm rows are exactly the output rows
+    pad_phase_split(x, ws, p_.C * nb_, p_.H, p_.W, p_.pad_top, p_.pad_left, p_.stride_h, p_.stride_w, Hh_, Wh_,
+                    pool);
+    if (ws_out_ == 0) {  // the spmm positions are exactly the output positions
       ep.residual = res;
       spmm_f32(w_, ws, Q_, y, Q_, ep, pool);
       continue;
@@ -104,21 +111,24 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
     float* tmp = ws + ws_in_;
     if (res) ep.act = Activation::kNone;  // residual and activation applied by the crop
     spmm_f32(w_, ws, Q_, tmp, Q_, ep, pool);
-    const int OH = OH_, OW = OW_, Wh = Wh_;
+    const int OH = OH_, OW = OW_, Wh = Wh_, nb = nb_;
+    const size_t img_in = nb_ == 1 ? size_t(Q_) : size_t(Hh_) * Wh_, img_out = size_t(OH_) * OW_;
     const Activation act = res ? act_ : Activation::kNone;
     const float alpha = alpha_, beta = beta_;
     auto crop = [&](size_t k) {
-      const float* t = tmp + k * size_t(Q_);
-      float* yk = y + k * size_t(OH) * OW;
-      const float* rk = res ? res + k * size_t(OH) * OW : nullptr;
-      for (int oh = 0; oh < OH; ++oh) {
-        const float* trow = t + size_t(oh) * Wh;
-        float* yrow = yk + size_t(oh) * OW;
-        if (!rk) {
-          std::memcpy(yrow, trow, sizeof(float) * OW);
-        } else {
-          const float* rrow = rk + size_t(oh) * OW;
-          for (int ow = 0; ow < OW; ++ow) yrow[ow] = apply_activation(trow[ow] + rrow[ow], act, alpha, beta);
+      for (int i = 0; i < nb; ++i) {
+        const float* t = tmp + k * size_t(Q_) + i * img_in;
+        float* yk = y + (k * nb + i) * img_out;
+        const float* rk = res ? res + (k * nb + i) * img_out : nullptr;
+        for (int oh = 0; oh < OH; ++oh) {
+          const float* trow = t + size_t(oh) * Wh;
+          float* yrow = yk + size_t(oh) * OW;
+          if (!rk) {
+            std::memcpy(yrow, trow, sizeof(float) * OW);
+          } else {
+            const float* rrow = rk + size_t(oh) * OW;
+            for (int ow = 0; ow < OW; ++ow) yrow[ow] = apply_activation(trow[ow] + rrow[ow], act, alpha, beta);
+          }
         }
       }
     };

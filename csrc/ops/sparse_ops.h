@@ -19,11 +19,13 @@ namespace si {
 //     workspace, and the output is computed over rows of Wh positions (Wh >= OW: the columns
 //     past OW are discarded). When Wh > OW the result goes through a second workspace and is
 //     cropped into y, applying the residual and activation there.
-// inputs: x, [residual (NKHW like y)]; outputs: y, [workspace of workspace_floats()].
+// batch_major: x, y and the residual are C x N x H x W ("CNHW") instead of NCHW, so that the
+// whole batch is one spmm over N x positions (long runs of Q even at 7x7) instead of N short ones.
+// inputs: x, [residual (like y)]; outputs: y, [workspace of workspace_floats()].
 class SparseConvOp : public Op {
  public:
   SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
-               float beta, Isa isa, bool has_residual);
+               float beta, Isa isa, bool has_residual, bool batch_major = false);
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
   const char* kernel_name() const override { return name_.c_str(); }
   size_t weight_bytes() const override { return w_.bytes() + bias_.size() * sizeof(float); }
@@ -33,6 +35,7 @@ class SparseConvOp : public Op {
  private:
   ConvParams p_;
   int OH_, OW_, Hh_ = 0, Wh_ = 0;
+  int nb_;     // images per spmm call: N (batch_major) or 1 (NCHW: one call per image)
   bool direct_;
   size_t ws_in_ = 0, ws_phase_ = 0, ws_out_ = 0;
   int64_t Q_;

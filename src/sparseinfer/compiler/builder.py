@@ -22,7 +22,7 @@ class Phys:
     """A physical buffer: one layout of one logical value (or an alias sharing its bytes)."""
 
     name: str
-    layout: str            # "plain" | "nchwc"
+    layout: str            # "plain" | "nchwc" | "cnhw" (channel-major: C x N x spatial, for sparse convs)
     shape: tuple[int, ...]  # logical shape
     size: int              # floats
     root: str = ""          # the buffer this one aliases ("" = itself)
@@ -98,7 +98,10 @@ class PlanBuilder:
             if layout in have:
                 return have[layout]
         target = layouts[0]
-        src = next(iter(have.values()))
+        if "plain" not in have and target != "plain":  # nchwc <-> cnhw go through plain
+            self.read(name, ("plain",))
+            have = self.views[name]
+        src = have["plain"] if "plain" in have else next(iter(have.values()))
         dst = self._new_phys(name, target, self.graph.shapes[name])
         self.steps.append(Step(self._reorder_op(self.phys[src], target), [src], [dst], None))
         return dst
@@ -117,16 +120,22 @@ class PlanBuilder:
         self.phys[name] = Phys(name, "plain", (int(floats),), int(floats))
         return name
 
-    def layouts_of(self, name: str) -> tuple[str, ...]:
-        """The layouts ``name`` already exists in (constants: plain)."""
-        if name not in self.views and name in self.graph.constants:
-            return ("plain",)
-        return tuple(self.views.get(name, {}))
-
-    def reorder_op(self, name: str, target: str):
-        """The op that would reorder ``name`` into ``target`` (for cost estimates)."""
-        src = self.phys[next(iter(self.views[name].values()))]
-        return self._reorder_op(src, target)
+    def reorder_ops(self, name: str, target: str) -> list[tuple[object, int, int]]:
+        """The ops (with input and output floats) that ``read(name, (target,))`` would insert,
+        for cost estimates; none when ``name`` already exists in ``target``."""
+        have = self.views.get(name, {})
+        if not have or target in have:
+            return []
+        shape = self.graph.shapes[name]
+        steps = []
+        if "plain" not in have and target != "plain":
+            src = self.phys[next(iter(have.values()))]
+            steps.append((self._reorder_op(src, "plain"), src.size, self.physical_size(shape, "plain")))
+            src = Phys("", "plain", tuple(shape), self.physical_size(shape, "plain"))
+        else:
+            src = self.phys[have["plain"] if "plain" in have else next(iter(have.values()))]
+        steps.append((self._reorder_op(src, target), src.size, self.physical_size(shape, target)))
+        return steps
 
     def alias(self, new: str, src: str, node: Node) -> None:
         base = self.read(src)
@@ -139,6 +148,9 @@ class PlanBuilder:
     def _reorder_op(self, src: Phys, target: str):
         shape = src.shape
         n, c, hw = shape[0], shape[1], int(np.prod(shape[2:]))
+        if target == "cnhw" or src.layout == "cnhw":  # plain <-> cnhw: swap the two outer axes
+            outer = (n, c) if target == "cnhw" else (c, n)
+            return _core.TransposeOp([outer[0], outer[1], hw], [1, 0, 2])
         if target == "nchwc":
             return _core.ReorderOp(n, c, hw, self.block, True)
         return _core.ReorderOp(n, c, hw, self.block, False)

@@ -54,7 +54,7 @@ class Candidate:
 
 
 def time_op(op: object, input_sizes: Sequence[int], output_size: int, workspace: int, num_threads: int,
-            repeats: int = 5, min_seconds: float = 0.02) -> float:
+            repeats: int = 3, min_seconds: float = 0.01) -> float:
     """Median seconds of one run of ``op`` alone on random inputs (outputs and workspace in an
     arena, so no allocation is timed)."""
     plan = _core.Plan(num_threads)
@@ -71,7 +71,7 @@ def time_op(op: object, input_sizes: Sequence[int], output_size: int, workspace:
     keep = plan.run(arrays)  # binds the slots; run_single reuses them
     times: list[float] = []
     end = time.perf_counter() + min_seconds
-    while len(times) < repeats or (time.perf_counter() < end and len(times) < 50):
+    while len(times) < repeats or (time.perf_counter() < end and len(times) < 20):
         t0 = time.perf_counter()
         plan.run_single(0)
         times.append(time.perf_counter() - t0)

@@ -254,6 +254,12 @@ def conv_pads(node: Node, in_hw: tuple[int, int], kernel: tuple[int, int], strid
     return [begin[0], begin[1], end[0], end[1]]
 
 
+def sparse_layout(x_shape) -> str:
+    """Sparse convs read channel-major planes: plain NCHW for one image; CNHW for a batch, so
+    that one spmm covers every image (long vectorised runs even on 7x7 maps)."""
+    return "cnhw" if x_shape[0] > 1 else "plain"
+
+
 class FusedConvLowering(Lowering):
     def supports(self, node, graph):
         if not hasattr(_core, "ConvOp") or not _all_f32(node, graph):
@@ -279,10 +285,12 @@ class FusedConvLowering(Lowering):
         act = (node.attr("activation", "none"), float(node.attr("alpha", 0.0)), float(node.attr("beta", 0.0)))
         op = _core.ConvOp(w, bias, strides, pads, dil, groups, list(shape), *act, _core.active_isa(), bool(r_name))
         if groups == 1 and self._sparse_wins(b, node, op, w, bias, strides, pads, dil, shape, act, r_name):
-            op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(), bool(r_name))
-            x = b.read(x_name, layouts=("plain",))
-            ins = [x] + ([b.read(r_name, layouts=("plain",))] if r_name else [])
-            outs = [b.write(node.outputs[0], layout="plain")]
+            layout = sparse_layout(shape)
+            op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(), bool(r_name),
+                                    layout == "cnhw")
+            x = b.read(x_name, layouts=(layout,))
+            ins = [x] + ([b.read(r_name, layouts=(layout,))] if r_name else [])
+            outs = [b.write(node.outputs[0], layout=layout)]
             if op.workspace_floats:
                 outs.append(b.workspace(node, op.workspace_floats))
             b.add(op, ins, outs, node)
@@ -306,22 +314,20 @@ class FusedConvLowering(Lowering):
         if forced == "sparse":
             report["chosen"] = "sparse"
             return True
+        sparse_layout_ = sparse_layout(shape)
         sparse_op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(),
-                                       bool(r_name))
+                                       bool(r_name), sparse_layout_ == "cnhw")
         out_shape = b.graph.shapes[node.outputs[0]]
         x_name = node.inputs[0]
         cands = []
         for name, op, layout in (("dense", dense_op, "plain" if dense_op.input_is_nchw else "nchwc"),
-                                 ("sparse", sparse_op, "plain")):
-            out_layout = "plain" if name == "sparse" else "nchwc"
+                                 ("sparse", sparse_op, sparse_layout_)):
+            out_layout = sparse_layout_ if name == "sparse" else "nchwc"
             sizes = [b.physical_size(shape, layout)]
             if r_name:
                 sizes.append(b.physical_size(out_shape, out_layout))
-            have = b.layouts_of(x_name)
-            reorders, reorder_sizes = [], []
-            if have and layout not in have:
-                reorders.append(b.reorder_op(x_name, layout))
-                reorder_sizes.append((b.physical_size(shape, have[0]), b.physical_size(shape, layout)))
+            steps = b.reorder_ops(x_name, layout)
+            reorders, reorder_sizes = [op_ for op_, _, _ in steps], [(i, o) for _, i, o in steps]
             cands.append(kernel_choice.Candidate(
                 name, op, sizes, b.physical_size(out_shape, out_layout),
                 int(op.workspace_floats) if name == "sparse" else 0, reorders, reorder_sizes))
