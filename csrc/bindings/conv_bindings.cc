@@ -4,6 +4,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -146,13 +147,34 @@ struct PyConv {
     return {size_t(p.N), cdiv(p.K, B), size_t(p.OH()), size_t(p.OW()), size_t(B)};
   }
 
-  OutArray run(nb::handle x, nb::handle residual, int num_threads) const {
+  F32 checked_input(nb::handle x) const {
     const F32 in = as_f32(x, "x");
     if (conv->input_is_nchw()) {
       expect_shape(in, {size_t(p.N), size_t(p.C), size_t(p.H), size_t(p.W)}, "x (NCHW)");
     } else {
       expect_shape(in, {size_t(p.N), cdiv(p.C, B), size_t(p.H), size_t(p.W), size_t(B)}, "x (NCHWc)");
     }
+    return in;
+  }
+
+  // Seconds per run, timed in a C++ loop into one preallocated output (as the engine's arena
+  // does): no Python call or page faults of a fresh output in the timing. Benchmarks only.
+  double time_runs(nb::handle x, int iters, int num_threads) const {
+    const F32 in = checked_input(x);
+    if (iters < 1) throw std::invalid_argument("iters must be >= 1");
+    ThreadPool* tp = pool_for(num_threads);
+    size_t n = 1;
+    for (size_t s : out_shape()) n *= s;
+    std::vector<float> out(n);
+    nb::gil_scoped_release release;
+    conv->run(in.data, out.data(), nullptr, tp);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < iters; ++i) conv->run(in.data, out.data(), nullptr, tp);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+  }
+
+  OutArray run(nb::handle x, nb::handle residual, int num_threads) const {
+    const F32 in = checked_input(x);
     const float* rp = nullptr;
     if (!residual.is_none()) {
       const F32 r = as_f32(residual, "residual");
@@ -228,6 +250,8 @@ void bind_conv(nb::module_& m) {
            nb::arg("groups") = 1, nb::arg("input_shape"), nb::arg("activation") = "none", nb::arg("alpha") = 0.f,
            nb::arg("beta") = 0.f, nb::arg("isa") = "avx512")
       .def("run", &PyConv::run, nb::arg("x"), nb::arg("residual").none() = nb::none(), nb::arg("num_threads") = 1)
+      .def("_time_runs", &PyConv::time_runs, nb::arg("x"), nb::arg("iters"), nb::arg("num_threads") = 1,
+           "Seconds per run in a C++ loop into a preallocated output: benchmarks only.")
       .def_prop_ro("kernel_name", [](const PyConv& c) { return std::string(c.conv->kernel_name()); })
       .def_prop_ro("weight_bytes", [](const PyConv& c) { return c.conv->weight_bytes(); })
       .def_prop_ro("input_is_nchw", [](const PyConv& c) { return c.conv->input_is_nchw(); })

@@ -34,6 +34,7 @@ struct V {
     for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
     return r;
   }
+  static void pin(T&) {}
   static T add(const T& a, const T& b) {
     T r;
     for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] + b.v[i];

@@ -2,7 +2,8 @@
 // and the ISA's intrinsics) inside namespace si::<isa>, after defining `struct V`:
 //   using T; static constexpr int B (= nchwc_block), kMaxFB, kMaxP, kMaxPdw;
 //   zero(), load(p), store(p, v), bcast(p), fma(a, b, c) = a*b+c, add(a, b),
-//   act(v, Activation, alpha, beta), mask(v, n) (lanes >= n set to 0).
+//   act(v, Activation, alpha, beta), mask(v, n) (lanes >= n set to 0), pin(v) (a register
+//   barrier: v must be in a vector register here; a no-op for the portable lanes).
 // No #include here on purpose: everything lands in the ISA's namespace.
 //
 // Direct conv (also 1x1 and the first layer): a tile of FB output-channel blocks x P output
@@ -52,7 +53,9 @@ struct CRange {
   bool first, last;
 };
 
-template <int FB, int P, bool NCHW>
+// UNIT: stride_w == 1, so every input address of the tile is a compile-time offset from one
+// base register (a runtime stride made GCC keep the P*CI offsets on the stack).
+template <int FB, int P, bool NCHW, bool UNIT>
 void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int ih0, int iw0, int r0,
                  int r1, int s0, int s1, float* out, const float* res, size_t kstride, int kb0) {
   using T = typename V::T;
@@ -60,7 +63,7 @@ void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const fl
   constexpr int CI = NCHW ? 1 : B;  // input lanes per channel step
   constexpr int CS = NCHW ? 1 : B;  // floats between adjacent input columns
   const int W = j.p.W, S = j.p.S, dh = j.p.dil_h, dw = j.p.dil_w;
-  const size_t pstride = size_t(j.p.stride_w) * CS;
+  const size_t pstride = UNIT ? size_t(CS) : size_t(j.p.stride_w) * CS;
   const size_t in_cstride = size_t(j.p.H) * W * CS;
   const size_t w_sstride = size_t(CI) * FB * B;
   const size_t w_cstride = size_t(j.p.R) * S * w_sstride;
@@ -88,7 +91,7 @@ void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const fl
         // Opaque to the optimiser: otherwise GCC turns each of the P*CI input addresses into its
         // own induction variable across the c/r/s loops and spills them all to the stack.
         asm("" : "+r"(ip), "+r"(wp));
-#pragma GCC unroll 16
+#pragma GCC unroll 2
         for (int ci = 0; ci < CI; ++ci) {
           T wv[FB];
 #pragma GCC unroll 4
@@ -122,22 +125,49 @@ void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const fl
   }
 }
 
-template <int FB, int P, bool NCHW>
-void direct_tail(int rem, const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int ih0, int iw0, int r0,
-                 int r1, float* out, const float* res, size_t kstride, int kb0) {
-  if constexpr (P >= 1) {
-    if (rem == P) {
-      direct_tile<FB, P, NCHW>(j, cr, in_n, wg, ih0, iw0, r0, r1, 0, j.p.S, out, res, kstride, kb0);
-    } else {
-      direct_tail<FB, P - 1, NCHW>(rem, j, cr, in_n, wg, ih0, iw0, r0, r1, out, res, kstride, kb0);
+// One register tile of P pixels at output column offset `at` (floats into a channel block's
+// plane) for every filter group in [g0, g1): the tile's input stays in L1 while the groups'
+// weights stream from L2, as a GEMM reuses its packed A across B panels.
+template <int P, bool NCHW, bool UNIT>
+void tile_groups(const ConvJob& j, const CRange& cr, const float* in_n, int g0, int g1, int ih0, int iw0, int r0,
+                 int r1, int s0, int s1, float* out_n, const float* res_n, size_t at) {
+  constexpr int B = V::B;
+  const size_t kstride = size_t(j.OH) * j.OW * B;
+  const size_t w_block = size_t(NCHW ? j.p.C : j.Cb) * j.p.R * j.p.S * (NCHW ? 1 : B) * B;
+  for (int g = g0; g < g1; ++g) {
+    int kb0, fb;
+    conv_fb_group(j.Kb, j.max_fb, g, kb0, fb);
+    const float* wg = j.w + kb0 * w_block;
+    float* o = out_n + kb0 * kstride + at;
+    const float* rr = res_n ? res_n + kb0 * kstride + at : nullptr;
+    switch (fb) {
+      case 1: direct_tile<1, P, NCHW, UNIT>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0); break;
+      case 2: if constexpr (V::kMaxFB >= 2) direct_tile<2, P, NCHW, UNIT>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
+        break;
+      case 3: if constexpr (V::kMaxFB >= 3) direct_tile<3, P, NCHW, UNIT>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
+        break;
+      case 4: if constexpr (V::kMaxFB >= 4) direct_tile<4, P, NCHW, UNIT>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
+        break;
     }
   }
 }
 
-// One output row segment [ow_b, ow_e) of FB channel blocks starting at kb0.
-template <int FB, bool NCHW>
-void direct_row(const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int kb0, float* out_k,
-                const float* res_k, int oh, int ow_b, int ow_e) {
+template <int P, bool NCHW, bool UNIT>
+void tail_groups(int rem, const ConvJob& j, const CRange& cr, const float* in_n, int g0, int g1, int ih0, int iw0,
+                 int r0, int r1, float* out_n, const float* res_n, size_t at) {
+  if constexpr (P >= 1) {
+    if (rem == P) {
+      tile_groups<P, NCHW, UNIT>(j, cr, in_n, g0, g1, ih0, iw0, r0, r1, 0, j.p.S, out_n, res_n, at);
+    } else {
+      tail_groups<P - 1, NCHW, UNIT>(rem, j, cr, in_n, g0, g1, ih0, iw0, r0, r1, out_n, res_n, at);
+    }
+  }
+}
+
+// One output row segment [ow_b, ow_e) for the filter groups [g0, g1); out_n/res_n: the image.
+template <bool NCHW, bool UNIT>
+void direct_row(const ConvJob& j, const CRange& cr, const float* in_n, int g0, int g1, float* out_n,
+                const float* res_n, int oh, int ow_b, int ow_e) {
   constexpr int B = V::B, P = V::kMaxP;
   const ConvParams& p = j.p;
   const int ih0 = oh * p.stride_h - p.pad_top;
@@ -147,86 +177,118 @@ void direct_row(const ConvJob& j, const CRange& cr, const float* in_n, const flo
   const int num = p.W - 1 + p.pad_left - (p.S - 1) * p.dil_w;
   const int hi = num < 0 ? 0 : num / p.stride_w + 1;
   const int a = imin(imax(lo, ow_b), ow_e), b = imin(imax(hi, a), ow_e);
-  const size_t kstride = size_t(j.OH) * j.OW * B;
   auto at = [&](int ow) { return (size_t(oh) * j.OW + ow) * B; };
   auto single = [&](int ow) {
     const int iw0 = ow * p.stride_w - p.pad_left;
     int s0, s1;
     tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
-    direct_tile<FB, 1, NCHW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, out_k + at(ow),
-                             res_k ? res_k + at(ow) : nullptr, kstride, kb0);
+    tile_groups<1, NCHW, UNIT>(j, cr, in_n, g0, g1, ih0, iw0, r0, r1, s0, s1, out_n, res_n, at(ow));
   };
   for (int ow = ow_b; ow < a; ++ow) single(ow);
   int ow = a;
   for (; ow + P <= b; ow += P)
-    direct_tile<FB, P, NCHW>(j, cr, in_n, wg, ih0, ow * p.stride_w - p.pad_left, r0, r1, 0, p.S, out_k + at(ow),
-                             res_k ? res_k + at(ow) : nullptr, kstride, kb0);
+    tile_groups<P, NCHW, UNIT>(j, cr, in_n, g0, g1, ih0, ow * p.stride_w - p.pad_left, r0, r1, 0, p.S, out_n, res_n, at(ow));
   if (ow < b)
-    direct_tail<FB, P - 1, NCHW>(b - ow, j, cr, in_n, wg, ih0, ow * p.stride_w - p.pad_left, r0, r1, out_k + at(ow),
-                                 res_k ? res_k + at(ow) : nullptr, kstride, kb0);
+    tail_groups<P - 1, NCHW, UNIT>(b - ow, j, cr, in_n, g0, g1, ih0, ow * p.stride_w - p.pad_left, r0, r1, out_n, res_n,
+                             at(ow));
   for (int ow2 = b; ow2 < ow_e; ++ow2) single(ow2);
 }
 
-template <bool NCHW>
-void direct_row_fb(int fb, const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int kb0, float* out_k,
-                   const float* res_k, int oh, int ow_b, int ow_e) {
-  switch (fb) {
-    case 1: return direct_row<1, NCHW>(j, cr, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
-    case 2: if constexpr (V::kMaxFB >= 2) return direct_row<2, NCHW>(j, cr, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
-      break;
-    case 3: if constexpr (V::kMaxFB >= 3) return direct_row<3, NCHW>(j, cr, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
-      break;
-    case 4: if constexpr (V::kMaxFB >= 4) return direct_row<4, NCHW>(j, cr, in_n, wg, kb0, out_k, res_k, oh, ow_b, ow_e);
-      break;
-  }
-}
-
-// Work split: tasks of (image, filter group, block of output rows, column chunk), enough of
-// them to keep every thread busy at batch 1, each as large as possible so that the group's weights
-// are reused across many pixel tiles. Inside a task the input channels are walked in chunks whose
-// packed weights fit in L2 (kWeightChunkBytes); the output tile holds the partial sums between
-// chunks.
-constexpr size_t kWeightChunkBytes = 192 * 1024;
-constexpr size_t kMinTasks = 16;
+// Work split and cache blocking. A task is (image, block of filter groups, block of output rows,
+// column chunk). Splitting the pixels makes every task stream the groups' weights again;
+// splitting the groups makes every task read the input again: the split with the least such
+// traffic that still gives every thread several tasks wins (one task when single-threaded).
+// Inside a task, as in a GEMM: input channels in chunks whose input for one register tile stays
+// in L1 (kTileInputBytes), then filter groups in blocks whose weights for the chunk stay in L2
+// (kWeightBlockBytes), then the pixel tiles, each applied to every group of the block. The
+// output tile holds the partial sums between chunks.
+constexpr size_t kWeightBlockBytes = 256 * 1024;
+constexpr size_t kTileInputBytes = 6 * 1024;
+constexpr size_t kTasksPerThread = 4;
 
 template <bool NCHW>
 void direct_run(const ConvJob& j, const float* in, float* out, const float* res, ThreadPool* pool) {
   constexpr int B = V::B, P = V::kMaxP;
+  const ConvParams& p = j.p;
   const int G = conv_num_fb_groups(j.Kb, j.max_fb);
   const int CI = NCHW ? 1 : B;
-  const int nc = NCHW ? j.p.C : j.Cb;
-  const size_t in_img = size_t(nc) * j.p.H * j.p.W * CI;
+  const int nc = NCHW ? p.C : j.Cb;
+  const size_t in_img = size_t(nc) * p.H * p.W * CI;
   const size_t out_img = size_t(j.Kb) * j.OH * j.OW * B;
-  const size_t w_block = size_t(nc) * j.p.R * j.p.S * CI * B;  // packed floats per output block
-  const size_t w_cbytes = size_t(j.max_fb) * j.p.R * j.p.S * CI * B * sizeof(float);  // per c, whole group
-  const int cchunk = imax(1, imin(nc, int(kWeightChunkBytes / w_cbytes)));
-  int rows = j.OH, cols = j.OW;
-  auto ntasks = [&] { return size_t(j.p.N) * G * ((j.OH + rows - 1) / rows) * ((j.OW + cols - 1) / cols); };
-  while (ntasks() < kMinTasks) {
-    if (rows > 1) {
-      rows = (rows + 1) / 2;
-    } else if (cols > 2 * P) {
-      cols = ((cols + 1) / 2 + P - 1) / P * P;
-    } else {
-      break;
+  const size_t w_cgroup = size_t(j.max_fb) * p.R * p.S * CI * B * sizeof(float);  // per c, one group
+
+  const int threads = pool ? pool->num_threads() : 1;
+  const size_t want = threads > 1 ? kTasksPerThread * size_t(threads) : 1;
+  // Candidate pixel splits: halve the rows, then the columns (in whole register tiles).
+  struct PixSplit {
+    int rows, cols;
+    size_t n;
+  };
+  std::vector<PixSplit> pix;
+  {
+    int rows = j.OH, cols = j.OW;
+    for (;;) {
+      const size_t n = size_t(p.N) * ((j.OH + rows - 1) / rows) * ((j.OW + cols - 1) / cols);
+      pix.push_back({rows, cols, n});
+      if (n >= want) break;
+      if (rows > 1) {
+        rows = (rows + 1) / 2;
+      } else if (cols > 2 * P) {
+        cols = ((cols + 1) / 2 + P - 1) / P * P;
+      } else {
+        break;
+      }
     }
   }
+  const double w_total = double(w_cgroup) * nc * G, in_total = double(in_img) * sizeof(float) * p.N;
+  PixSplit best = pix.back();
+  int best_gs = 1;
+  double best_cost = -1;
+  for (const PixSplit& ps : pix) {
+    for (int gs = 1;; gs = imin(G, gs * 2)) {
+      const size_t n = ps.n * size_t(gs);
+      const bool enough = n >= want || (gs == G && &ps == &pix.back());
+      if (enough) {
+        const double cost = double(ps.n) * w_total + double(gs) * in_total;
+        if (best_cost < 0 || cost < best_cost) {
+          best_cost = cost;
+          best = ps;
+          best_gs = gs;
+        }
+        break;
+      }
+      if (gs == G) break;
+    }
+  }
+  const int gper = (G + best_gs - 1) / best_gs;  // groups per task
+  const int ngb = (G + gper - 1) / gper;
+  const int rows = best.rows, cols = best.cols;
   const int nrb = (j.OH + rows - 1) / rows, ncc = (j.OW + cols - 1) / cols;
-  run_parallel(pool, ntasks(), [&](size_t t) {
+  const size_t tile_in = size_t(p.R) * ((P - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1) * CI * sizeof(float);
+  const int cchunk = imax(1, imin(nc, int(kTileInputBytes / tile_in)));
+  const int gblock = imax(1, int(kWeightBlockBytes / (w_cgroup * cchunk)));
+  const size_t ntasks = size_t(p.N) * ngb * nrb * ncc;
+  run_parallel(pool, ntasks, [&](size_t t) {
     const int ck = int(t % ncc);
     t /= ncc;
     const int rb = int(t % nrb);
     t /= nrb;
-    const int g = int(t % G), n = int(t / G);
-    int kb0, fb;
-    conv_fb_group(j.Kb, j.max_fb, g, kb0, fb);
-    const size_t ko = n * out_img + size_t(kb0) * j.OH * j.OW * B;
-    const float* wg = j.w + kb0 * w_block;
+    const int gb = int(t % ngb), n = int(t / ngb);
+    const int g0 = gb * gper, g1 = imin(G, g0 + gper);
     const int oh1 = imin(j.OH, (rb + 1) * rows), ow0 = ck * cols, ow1 = imin(j.OW, ow0 + cols);
+    float* out_n = out + n * out_img;
+    const float* res_n = res ? res + n * out_img : nullptr;
     for (int c0 = 0; c0 < nc; c0 += cchunk) {
       const CRange cr{c0, imin(nc, c0 + cchunk), c0 == 0, c0 + cchunk >= nc};
-      for (int oh = rb * rows; oh < oh1; ++oh)
-        direct_row_fb<NCHW>(fb, j, cr, in + n * in_img, wg, kb0, out + ko, res ? res + ko : nullptr, oh, ow0, ow1);
+      for (int gg = g0; gg < g1; gg += gblock)
+        for (int oh = rb * rows; oh < oh1; ++oh) {
+          const int ge = imin(g1, gg + gblock);
+          if (p.stride_w == 1) {
+            direct_row<NCHW, true>(j, cr, in + n * in_img, gg, ge, out_n, res_n, oh, ow0, ow1);
+          } else {
+            direct_row<NCHW, false>(j, cr, in + n * in_img, gg, ge, out_n, res_n, oh, ow0, ow1);
+          }
+        }
     }
   });
 }

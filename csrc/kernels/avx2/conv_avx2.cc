@@ -18,6 +18,7 @@ struct V {
   static T bcast(const float* p) { return _mm256_broadcast_ss(p); }
   static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
   static T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static void pin(T& v) { asm("" : "+v"(v)); }
   static T act(T v, Activation a, float alpha, float beta) { return activate(v, a, alpha, beta); }
   static T mask(T v, int n) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);

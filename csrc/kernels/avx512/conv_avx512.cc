@@ -18,6 +18,7 @@ struct V {
   static T bcast(const float* p) { return _mm512_set1_ps(*p); }
   static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
   static T add(T a, T b) { return _mm512_add_ps(a, b); }
+  static void pin(T& v) { asm("" : "+v"(v)); }
   static T act(T v, Activation a, float alpha, float beta) { return activate(v, a, alpha, beta); }
   static T mask(T v, int n) { return _mm512_maskz_mov_ps(__mmask16((1u << n) - 1u), v); }
 };
