@@ -16,7 +16,7 @@ struct V {
   struct T {
     float v[8];
   };
-  static constexpr int B = 8, kMaxFB = 2, kMaxP = 4, kMaxPdw = 4;
+  static constexpr int B = 8, kMaxFB = 2, kMaxP = 4, kMaxPnchw = 4, kMaxPdw = 4;
   static T zero() { return T{}; }
   static T load(const float* p) {
     T r;
@@ -34,7 +34,6 @@ struct V {
     for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
     return r;
   }
-  static void pin(T&) {}
   static T add(const T& a, const T& b) {
     T r;
     for (int i = 0; i < 8; ++i) r.v[i] = a.v[i] + b.v[i];
@@ -153,12 +152,14 @@ ConvNchwc::ConvNchwc(const ConvParams& p, const float* weight, const float* bias
     } else if (p.R == 1 && p.S == 1 && p.pad_top == 0 && p.pad_left == 0 && p.pad_bottom == 0 &&
                p.pad_right == 0) {
       j.kind = ConvKind::k1x1;
-      if (p.stride_h == 1 && p.stride_w == 1) {  // the image is one long row of H*W pixels
-        j.p.H = 1;
-        j.p.W = p.H * p.W;
-        j.OH = 1;
-        j.OW = p.H * p.W;
-      }
+      // The image is one long row of pixels. A strided 1x1 first gathers the pixels it uses
+      // (a quarter of them at stride 2), so that its kernel also reads contiguous tiles.
+      j.subsample = p.stride_h > 1 || p.stride_w > 1;
+      j.p.H = 1;
+      j.p.W = j.OH * j.OW;
+      j.p.stride_h = j.p.stride_w = 1;
+      j.OW = j.OH * j.OW;
+      j.OH = 1;
     } else {
       j.kind = ConvKind::kDirect;
     }
@@ -216,9 +217,39 @@ ConvNchwc::ConvNchwc(const ConvParams& p, const float* weight, const float* bias
   j.bias = bias_.data();
 }
 
+namespace {
+
+// in: NCHWc (N, Cb, H, W, B) -> dst (N, Cb, OH, OW, B), the pixels a strided 1x1 conv reads.
+void gather_strided(const ConvParams& p, int Cb, int B, int OH, int OW, const float* in, float* dst, ThreadPool* pool) {
+  const size_t planes = size_t(p.N) * Cb;
+  auto task = [&](size_t t) {
+    const float* src = in + t * p.H * p.W * B;
+    float* d = dst + t * OH * OW * B;
+    for (int oh = 0; oh < OH; ++oh)
+      for (int ow = 0; ow < OW; ++ow)
+        std::memcpy(d + (size_t(oh) * OW + ow) * B, src + (size_t(oh) * p.stride_h * p.W + size_t(ow) * p.stride_w) * B,
+                    sizeof(float) * B);
+  };
+  if (pool && pool->num_threads() > 1 && planes > 1) {
+    pool->parallel_for(planes, task);
+  } else {
+    for (size_t t = 0; t < planes; ++t) task(t);
+  }
+}
+
+}  // namespace
+
 void ConvNchwc::run(const float* in, float* out, const float* residual, ThreadPool* pool) const {
   const ConvJob& j = job_;
   if (j.kind == ConvKind::kGrouped) return conv_grouped_reference(j, j.w, in, out, residual, pool);
+  if (j.subsample) {
+    // One scratch per calling thread, grown once: a run's convs execute one after another.
+    thread_local std::vector<float> scratch;
+    const size_t n = size_t(orig_.N) * j.Cb * j.OW * j.B;
+    if (scratch.size() < n) scratch.resize(n);
+    gather_strided(orig_, j.Cb, j.B, orig_.OH(), orig_.OW(), in, scratch.data(), pool);
+    in = scratch.data();
+  }
   const bool dw = j.kind == ConvKind::kDepthwise;
   switch (isa_) {
     case Isa::kAvx512:

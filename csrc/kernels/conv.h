@@ -36,6 +36,7 @@ struct ConvJob {
   ConvKind kind;
   int B, Cb, Kb, OH, OW;
   int max_fb;                 // output-channel blocks per register tile (direct, first layer)
+  bool subsample = false;     // strided 1x1: the kernel reads a gathered copy of the used pixels
   const float* w = nullptr;   // packed weights (layout depends on kind, see conv.cc)
   const float* bias = nullptr;  // Kb * B values, padded lanes 0
   Activation act = Activation::kNone;
@@ -58,7 +59,7 @@ class ConvNchwc {
   int block() const { return job_.B; }
 
  private:
-  ConvParams orig_;  // as given (job_.p may be a flattened view, e.g. 1x1 stride 1 as one row)
+  ConvParams orig_;  // as given (job_.p may be a flattened view, e.g. 1x1 as one row of pixels)
   ConvJob job_;
   Isa isa_;
   std::string name_;

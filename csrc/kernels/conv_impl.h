@@ -2,8 +2,7 @@
 // and the ISA's intrinsics) inside namespace si::<isa>, after defining `struct V`:
 //   using T; static constexpr int B (= nchwc_block), kMaxFB, kMaxP, kMaxPdw;
 //   zero(), load(p), store(p, v), bcast(p), fma(a, b, c) = a*b+c, add(a, b),
-//   act(v, Activation, alpha, beta), mask(v, n) (lanes >= n set to 0), pin(v) (a register
-//   barrier: v must be in a vector register here; a no-op for the portable lanes).
+//   act(v, Activation, alpha, beta), mask(v, n) (lanes >= n set to 0).
 // No #include here on purpose: everything lands in the ISA's namespace.
 //
 // Direct conv (also 1x1 and the first layer): a tile of FB output-channel blocks x P output
@@ -53,9 +52,10 @@ struct CRange {
   bool first, last;
 };
 
-// UNIT: stride_w == 1, so every input address of the tile is a compile-time offset from one
-// base register (a runtime stride made GCC keep the P*CI offsets on the stack).
-template <int FB, int P, bool NCHW, bool UNIT>
+// SW: stride_w when it is 1 or 2 (0: any, read at run time). With SW known, every input address
+// of the tile is a compile-time offset from one base register (a runtime stride made GCC keep
+// the P*CI offsets on the stack).
+template <int FB, int P, bool NCHW, int SW>
 void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int ih0, int iw0, int r0,
                  int r1, int s0, int s1, float* out, const float* res, size_t kstride, int kb0) {
   using T = typename V::T;
@@ -63,7 +63,7 @@ void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const fl
   constexpr int CI = NCHW ? 1 : B;  // input lanes per channel step
   constexpr int CS = NCHW ? 1 : B;  // floats between adjacent input columns
   const int W = j.p.W, S = j.p.S, dh = j.p.dil_h, dw = j.p.dil_w;
-  const size_t pstride = UNIT ? size_t(CS) : size_t(j.p.stride_w) * CS;
+  const size_t pstride = SW ? size_t(SW) * CS : size_t(j.p.stride_w) * CS;
   const size_t in_cstride = size_t(j.p.H) * W * CS;
   const size_t w_sstride = size_t(CI) * FB * B;
   const size_t w_cstride = size_t(j.p.R) * S * w_sstride;
@@ -128,7 +128,7 @@ void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const fl
 // One register tile of P pixels at output column offset `at` (floats into a channel block's
 // plane) for every filter group in [g0, g1): the tile's input stays in L1 while the groups'
 // weights stream from L2, as a GEMM reuses its packed A across B panels.
-template <int P, bool NCHW, bool UNIT>
+template <int P, bool NCHW, int SW>
 void tile_groups(const ConvJob& j, const CRange& cr, const float* in_n, int g0, int g1, int ih0, int iw0, int r0,
                  int r1, int s0, int s1, float* out_n, const float* res_n, size_t at) {
   constexpr int B = V::B;
@@ -141,34 +141,34 @@ void tile_groups(const ConvJob& j, const CRange& cr, const float* in_n, int g0, 
     float* o = out_n + kb0 * kstride + at;
     const float* rr = res_n ? res_n + kb0 * kstride + at : nullptr;
     switch (fb) {
-      case 1: direct_tile<1, P, NCHW, UNIT>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0); break;
-      case 2: if constexpr (V::kMaxFB >= 2) direct_tile<2, P, NCHW, UNIT>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
+      case 1: direct_tile<1, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0); break;
+      case 2: if constexpr (V::kMaxFB >= 2) direct_tile<2, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
         break;
-      case 3: if constexpr (V::kMaxFB >= 3) direct_tile<3, P, NCHW, UNIT>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
+      case 3: if constexpr (V::kMaxFB >= 3) direct_tile<3, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
         break;
-      case 4: if constexpr (V::kMaxFB >= 4) direct_tile<4, P, NCHW, UNIT>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
+      case 4: if constexpr (V::kMaxFB >= 4) direct_tile<4, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
         break;
     }
   }
 }
 
-template <int P, bool NCHW, bool UNIT>
+template <int P, bool NCHW, int SW>
 void tail_groups(int rem, const ConvJob& j, const CRange& cr, const float* in_n, int g0, int g1, int ih0, int iw0,
                  int r0, int r1, float* out_n, const float* res_n, size_t at) {
   if constexpr (P >= 1) {
     if (rem == P) {
-      tile_groups<P, NCHW, UNIT>(j, cr, in_n, g0, g1, ih0, iw0, r0, r1, 0, j.p.S, out_n, res_n, at);
+      tile_groups<P, NCHW, SW>(j, cr, in_n, g0, g1, ih0, iw0, r0, r1, 0, j.p.S, out_n, res_n, at);
     } else {
-      tail_groups<P - 1, NCHW, UNIT>(rem, j, cr, in_n, g0, g1, ih0, iw0, r0, r1, out_n, res_n, at);
+      tail_groups<P - 1, NCHW, SW>(rem, j, cr, in_n, g0, g1, ih0, iw0, r0, r1, out_n, res_n, at);
     }
   }
 }
 
 // One output row segment [ow_b, ow_e) for the filter groups [g0, g1); out_n/res_n: the image.
-template <bool NCHW, bool UNIT>
+template <bool NCHW, int SW>
 void direct_row(const ConvJob& j, const CRange& cr, const float* in_n, int g0, int g1, float* out_n,
                 const float* res_n, int oh, int ow_b, int ow_e) {
-  constexpr int B = V::B, P = V::kMaxP;
+  constexpr int B = V::B, P = NCHW ? V::kMaxPnchw : V::kMaxP;
   const ConvParams& p = j.p;
   const int ih0 = oh * p.stride_h - p.pad_top;
   int r0, r1;
@@ -182,14 +182,14 @@ void direct_row(const ConvJob& j, const CRange& cr, const float* in_n, int g0, i
     const int iw0 = ow * p.stride_w - p.pad_left;
     int s0, s1;
     tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
-    tile_groups<1, NCHW, UNIT>(j, cr, in_n, g0, g1, ih0, iw0, r0, r1, s0, s1, out_n, res_n, at(ow));
+    tile_groups<1, NCHW, SW>(j, cr, in_n, g0, g1, ih0, iw0, r0, r1, s0, s1, out_n, res_n, at(ow));
   };
   for (int ow = ow_b; ow < a; ++ow) single(ow);
   int ow = a;
   for (; ow + P <= b; ow += P)
-    tile_groups<P, NCHW, UNIT>(j, cr, in_n, g0, g1, ih0, ow * p.stride_w - p.pad_left, r0, r1, 0, p.S, out_n, res_n, at(ow));
+    tile_groups<P, NCHW, SW>(j, cr, in_n, g0, g1, ih0, ow * p.stride_w - p.pad_left, r0, r1, 0, p.S, out_n, res_n, at(ow));
   if (ow < b)
-    tail_groups<P - 1, NCHW, UNIT>(b - ow, j, cr, in_n, g0, g1, ih0, ow * p.stride_w - p.pad_left, r0, r1, out_n, res_n,
+    tail_groups<P - 1, NCHW, SW>(b - ow, j, cr, in_n, g0, g1, ih0, ow * p.stride_w - p.pad_left, r0, r1, out_n, res_n,
                              at(ow));
   for (int ow2 = b; ow2 < ow_e; ++ow2) single(ow2);
 }
@@ -208,7 +208,7 @@ constexpr size_t kTasksPerThread = 4;
 
 template <bool NCHW>
 void direct_run(const ConvJob& j, const float* in, float* out, const float* res, ThreadPool* pool) {
-  constexpr int B = V::B, P = V::kMaxP;
+  constexpr int B = V::B, P = NCHW ? V::kMaxPnchw : V::kMaxP;
   const ConvParams& p = j.p;
   const int G = conv_num_fb_groups(j.Kb, j.max_fb);
   const int CI = NCHW ? 1 : B;
@@ -284,9 +284,11 @@ void direct_run(const ConvJob& j, const float* in, float* out, const float* res,
         for (int oh = rb * rows; oh < oh1; ++oh) {
           const int ge = imin(g1, gg + gblock);
           if (p.stride_w == 1) {
-            direct_row<NCHW, true>(j, cr, in + n * in_img, gg, ge, out_n, res_n, oh, ow0, ow1);
+            direct_row<NCHW, 1>(j, cr, in + n * in_img, gg, ge, out_n, res_n, oh, ow0, ow1);
+          } else if (p.stride_w == 2) {
+            direct_row<NCHW, 2>(j, cr, in + n * in_img, gg, ge, out_n, res_n, oh, ow0, ow1);
           } else {
-            direct_row<NCHW, false>(j, cr, in + n * in_img, gg, ge, out_n, res_n, oh, ow0, ow1);
+            direct_row<NCHW, 0>(j, cr, in + n * in_img, gg, ge, out_n, res_n, oh, ow0, ow1);
           }
         }
     }
@@ -341,33 +343,40 @@ void dw_run(const ConvJob& j, const float* in, float* out, const float* res, Thr
   const int num = p.W - 1 + p.pad_left - (p.S - 1) * p.dil_w;
   const int hi = num < 0 ? 0 : num / p.stride_w + 1;
   const int a = imin(lo, j.OW), b = imin(imax(hi, a), j.OW);
-  run_parallel(pool, size_t(p.N) * j.Cb * j.OH, [&](size_t t) {
-    const int oh = int(t % j.OH);
-    t /= j.OH;
+  // Tasks of whole row blocks: one row of a small map is too little work to be worth a task.
+  const int threads = pool ? pool->num_threads() : 1;
+  const size_t planes = size_t(p.N) * j.Cb;
+  const int nrb = threads > 1 ? imin(j.OH, imax(1, int((kTasksPerThread * threads + planes - 1) / planes))) : 1;
+  const int rows = (j.OH + nrb - 1) / nrb;
+  run_parallel(pool, planes * nrb, [&](size_t t) {
+    const int rb = int(t % nrb);
+    t /= nrb;
     const int cb = int(t % j.Cb), n = int(t / j.Cb);
-    const float* in_c = in + (size_t(n) * j.Cb + cb) * in_plane;
-    const float* w_c = j.w + size_t(cb) * p.R * p.S * B;
-    const size_t oo = (size_t(n) * j.Kb + cb) * out_plane + size_t(oh) * j.OW * B;
-    float* o = out + oo;
-    const float* rr = res ? res + oo : nullptr;
-    const int ih0 = oh * p.stride_h - p.pad_top;
-    int r0, r1;
-    tap_range(ih0, p.dil_h, p.R, p.H, r0, r1);
-    auto single = [&](int ow) {
-      const int iw0 = ow * p.stride_w - p.pad_left;
-      int s0, s1;
-      tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
-      dw_tile<1>(j, in_c, w_c, ih0, iw0, r0, r1, s0, s1, o + ow * B, rr ? rr + ow * B : nullptr, cb);
-    };
-    for (int ow = 0; ow < a; ++ow) single(ow);
-    int ow = a;
-    for (; ow + P <= b; ow += P)
-      dw_tile<P>(j, in_c, w_c, ih0, ow * p.stride_w - p.pad_left, r0, r1, 0, p.S, o + ow * B,
-                 rr ? rr + ow * B : nullptr, cb);
-    if (ow < b)
-      dw_tail<P - 1>(b - ow, j, in_c, w_c, ih0, ow * p.stride_w - p.pad_left, r0, r1, o + ow * B,
-                     rr ? rr + ow * B : nullptr, cb);
-    for (int ow2 = b; ow2 < j.OW; ++ow2) single(ow2);
+    for (int oh = rb * rows; oh < imin(j.OH, (rb + 1) * rows); ++oh) {
+      const float* in_c = in + (size_t(n) * j.Cb + cb) * in_plane;
+      const float* w_c = j.w + size_t(cb) * p.R * p.S * B;
+      const size_t oo = (size_t(n) * j.Kb + cb) * out_plane + size_t(oh) * j.OW * B;
+      float* o = out + oo;
+      const float* rr = res ? res + oo : nullptr;
+      const int ih0 = oh * p.stride_h - p.pad_top;
+      int r0, r1;
+      tap_range(ih0, p.dil_h, p.R, p.H, r0, r1);
+      auto single = [&](int ow) {
+        const int iw0 = ow * p.stride_w - p.pad_left;
+        int s0, s1;
+        tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
+        dw_tile<1>(j, in_c, w_c, ih0, iw0, r0, r1, s0, s1, o + ow * B, rr ? rr + ow * B : nullptr, cb);
+      };
+      for (int ow = 0; ow < a; ++ow) single(ow);
+      int ow = a;
+      for (; ow + P <= b; ow += P)
+        dw_tile<P>(j, in_c, w_c, ih0, ow * p.stride_w - p.pad_left, r0, r1, 0, p.S, o + ow * B,
+                   rr ? rr + ow * B : nullptr, cb);
+      if (ow < b)
+        dw_tail<P - 1>(b - ow, j, in_c, w_c, ih0, ow * p.stride_w - p.pad_left, r0, r1, o + ow * B,
+                       rr ? rr + ow * B : nullptr, cb);
+      for (int ow2 = b; ow2 < j.OW; ++ow2) single(ow2);
+    }
   });
 }
 

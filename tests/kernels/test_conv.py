@@ -83,6 +83,8 @@ def conv_case(draw, grouping):
     stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     pads = tuple(draw(st.integers(0, 3)) for _ in range(4))
+    if draw(st.integers(0, 3)) == 0:  # unpadded: with a 1x1 kernel, the conv_1x1 kernel
+        pads = (0, 0, 0, 0)
     if grouping == "depthwise":
         C = draw(st.integers(1, 40))
         K, groups = C, C
@@ -141,6 +143,7 @@ def test_every_activation_with_bias_and_residual(isa, act):
     ((1, 35, 11, 10, 20, 3, 3, (2, 2), (1, 0, 2, 1), (2, 2), 1), "conv_direct"),
     ((1, 64, 7, 7, 40, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1), "conv_1x1"),
     ((2, 24, 9, 9, 70, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1), "conv_1x1"),
+    ((2, 20, 8, 11, 12, 1, 1, (1, 3), (0, 0, 0, 0), (1, 1), 1), "conv_1x1"),
     ((1, 3, 23, 21, 24, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1), "conv_first_layer"),
     ((1, 3, 16, 16, 16, 3, 3, (2, 2), (0, 0, 1, 1), (1, 1), 1), "conv_first_layer"),
     ((1, 40, 13, 11, 40, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 40), "conv_depthwise"),
@@ -158,6 +161,7 @@ def test_kernel_choice_and_values(isa, case, kind):
 @pytest.mark.parametrize("case", [
     (1, 64, 14, 14, 64, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (1, 64, 14, 14, 128, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1),
+    (2, 64, 14, 13, 72, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),
     (1, 3, 32, 32, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),
     (1, 48, 15, 15, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 48),
     (1, 16, 6, 6, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2),
