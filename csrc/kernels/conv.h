@@ -37,6 +37,7 @@ struct ConvJob {
   int B, Cb, Kb, OH, OW;
   int max_fb;                 // output-channel blocks per register tile (direct, first layer)
   bool subsample = false;     // strided 1x1: the kernel reads a gathered copy of the used pixels
+  int flat_wp = 0;            // direct conv on a zero-padded copy this wide, outputs walked flat (conv_impl.h)
   const float* w = nullptr;   // packed weights (layout depends on kind, see conv.cc)
   const float* bias = nullptr;  // Kb * B values, padded lanes 0
   Activation act = Activation::kNone;

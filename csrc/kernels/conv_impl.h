@@ -57,7 +57,8 @@ struct CRange {
 // the P*CI offsets on the stack).
 template <int FB, int P, bool NCHW, int SW>
 void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const float* wg, int ih0, int iw0, int r0,
-                 int r1, int s0, int s1, float* out, const float* res, size_t kstride, int kb0) {
+                 int r1, int s0, int s1, float* out, const float* res, size_t kstride, int kb0,
+                 const ptrdiff_t* pofs) {
   using T = typename V::T;
   constexpr int B = V::B;
   constexpr int CI = NCHW ? 1 : B;  // input lanes per channel step
@@ -77,7 +78,9 @@ void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const fl
 #pragma GCC unroll 4
     for (int f = 0; f < FB; ++f)
 #pragma GCC unroll 8
-      for (int p = 0; p < P; ++p) acc[f][p] = V::load(out + f * kstride + p * B);
+      for (int p = 0; p < P; ++p)
+        acc[f][p] = !pofs ? V::load(out + f * kstride + p * B)
+                          : pofs[p] >= 0 ? V::load(out + f * kstride + pofs[p]) : V::zero();
   }
   for (int c = cr.c0; c < cr.c1; ++c) {
     const float* in_c = in_n + c * in_cstride;
@@ -110,7 +113,13 @@ void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const fl
 #pragma GCC unroll 4
     for (int f = 0; f < FB; ++f)
 #pragma GCC unroll 8
-      for (int p = 0; p < P; ++p) V::store(out + f * kstride + p * B, acc[f][p]);
+      for (int p = 0; p < P; ++p) {
+        if (!pofs) {
+          V::store(out + f * kstride + p * B, acc[f][p]);
+        } else if (pofs[p] >= 0) {
+          V::store(out + f * kstride + pofs[p], acc[f][p]);
+        }
+      }
     return;
   }
 #pragma GCC unroll 4
@@ -121,7 +130,10 @@ void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const fl
     float* o = out + f * kstride;
     const float* rr = res ? res + f * kstride : nullptr;
 #pragma GCC unroll 8
-    for (int p = 0; p < P; ++p) V::store(o + p * B, epilogue(j, acc[f][p], bv, rr ? rr + p * B : nullptr, valid));
+    for (int p = 0; p < P; ++p) {
+      const ptrdiff_t po = pofs ? pofs[p] : p * B;
+      if (po >= 0) V::store(o + po, epilogue(j, acc[f][p], bv, rr ? rr + po : nullptr, valid));
+    }
   }
 }
 
@@ -130,7 +142,8 @@ void direct_tile(const ConvJob& j, const CRange& cr, const float* in_n, const fl
 // weights stream from L2, as a GEMM reuses its packed A across B panels.
 template <int P, bool NCHW, int SW>
 void tile_groups(const ConvJob& j, const CRange& cr, const float* in_n, int g0, int g1, int ih0, int iw0, int r0,
-                 int r1, int s0, int s1, float* out_n, const float* res_n, size_t at) {
+                 int r1, int s0, int s1, float* out_n, const float* res_n, size_t at,
+                 const ptrdiff_t* pofs = nullptr) {
   constexpr int B = V::B;
   const size_t kstride = size_t(j.OH) * j.OW * B;
   const size_t w_block = size_t(NCHW ? j.p.C : j.Cb) * j.p.R * j.p.S * (NCHW ? 1 : B) * B;
@@ -141,12 +154,12 @@ void tile_groups(const ConvJob& j, const CRange& cr, const float* in_n, int g0, 
     float* o = out_n + kb0 * kstride + at;
     const float* rr = res_n ? res_n + kb0 * kstride + at : nullptr;
     switch (fb) {
-      case 1: direct_tile<1, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0); break;
-      case 2: if constexpr (V::kMaxFB >= 2) direct_tile<2, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
+      case 1: direct_tile<1, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0, pofs); break;
+      case 2: if constexpr (V::kMaxFB >= 2) direct_tile<2, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0, pofs);
         break;
-      case 3: if constexpr (V::kMaxFB >= 3) direct_tile<3, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
+      case 3: if constexpr (V::kMaxFB >= 3) direct_tile<3, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0, pofs);
         break;
-      case 4: if constexpr (V::kMaxFB >= 4) direct_tile<4, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0);
+      case 4: if constexpr (V::kMaxFB >= 4) direct_tile<4, P, NCHW, SW>(j, cr, in_n, wg, ih0, iw0, r0, r1, s0, s1, o, rr, kstride, kb0, pofs);
         break;
     }
   }
@@ -154,12 +167,12 @@ void tile_groups(const ConvJob& j, const CRange& cr, const float* in_n, int g0, 
 
 template <int P, bool NCHW, int SW>
 void tail_groups(int rem, const ConvJob& j, const CRange& cr, const float* in_n, int g0, int g1, int ih0, int iw0,
-                 int r0, int r1, float* out_n, const float* res_n, size_t at) {
+                 int r0, int r1, float* out_n, const float* res_n, size_t at, const ptrdiff_t* pofs = nullptr) {
   if constexpr (P >= 1) {
     if (rem == P) {
-      tile_groups<P, NCHW, SW>(j, cr, in_n, g0, g1, ih0, iw0, r0, r1, 0, j.p.S, out_n, res_n, at);
+      tile_groups<P, NCHW, SW>(j, cr, in_n, g0, g1, ih0, iw0, r0, r1, 0, j.p.S, out_n, res_n, at, pofs);
     } else {
-      tail_groups<P - 1, NCHW, SW>(rem, j, cr, in_n, g0, g1, ih0, iw0, r0, r1, out_n, res_n, at);
+      tail_groups<P - 1, NCHW, SW>(rem, j, cr, in_n, g0, g1, ih0, iw0, r0, r1, out_n, res_n, at, pofs);
     }
   }
 }
@@ -194,6 +207,32 @@ void direct_row(const ConvJob& j, const CRange& cr, const float* in_n, int g0, i
   for (int ow2 = b; ow2 < ow_e; ++ow2) single(ow2);
 }
 
+// Flat mode (j.flat_wp > 0): the input is a zero-padded copy, Wp = flat_wp columns wide, and
+// the outputs are walked as one row of (OH - 1) * Wp + OW positions q, output (q / Wp, q % Wp):
+// every tap of every tile is in bounds, so small maps run in full register tiles instead of
+// one pixel at a time at their edges. Positions with q % Wp >= OW are computed and dropped.
+void flat_row(const ConvJob& j, const CRange& cr, const float* in_n, int g0, int g1, float* out_n, const float* res_n,
+              int q_b, int q_e) {
+  constexpr int B = V::B, P = V::kMaxP;
+  const int Wp = j.flat_wp, OW = j.OW;
+  ptrdiff_t pofs[P];
+  auto offsets = [&](int q, int n) {
+    for (int p = 0; p < n; ++p) {
+      const int oh = (q + p) / Wp, ow = (q + p) % Wp;
+      pofs[p] = ow < OW ? (ptrdiff_t(oh) * OW + ow) * B : -1;
+    }
+  };
+  int q = q_b;
+  for (; q + P <= q_e; q += P) {
+    offsets(q, P);
+    tile_groups<P, false, 1>(j, cr, in_n, g0, g1, 0, q, 0, j.p.R, 0, j.p.S, out_n, res_n, 0, pofs);
+  }
+  if (q < q_e) {
+    offsets(q, q_e - q);
+    tail_groups<P - 1, false, 1>(q_e - q, j, cr, in_n, g0, g1, 0, q, 0, j.p.R, out_n, res_n, 0, pofs);
+  }
+}
+
 // Work split and cache blocking. A task is (image, block of filter groups, block of output rows,
 // column chunk). Splitting the pixels makes every task stream the groups' weights again;
 // splitting the groups makes every task read the input again: the split with the least such
@@ -217,6 +256,8 @@ void direct_run(const ConvJob& j, const float* in, float* out, const float* res,
   const size_t out_img = size_t(j.Kb) * j.OH * j.OW * B;
   const size_t w_cgroup = size_t(j.max_fb) * p.R * p.S * CI * B * sizeof(float);  // per c, one group
 
+  const bool flat = j.flat_wp > 0;
+  const int OHv = flat ? 1 : j.OH, OWv = flat ? (j.OH - 1) * j.flat_wp + j.OW : j.OW;  // positions walked
   const int threads = pool ? pool->num_threads() : 1;
   const size_t want = threads > 1 ? kTasksPerThread * size_t(threads) : 1;
   // Candidate pixel splits: halve the rows, then the columns (in whole register tiles).
@@ -226,9 +267,9 @@ void direct_run(const ConvJob& j, const float* in, float* out, const float* res,
   };
   std::vector<PixSplit> pix;
   {
-    int rows = j.OH, cols = j.OW;
+    int rows = OHv, cols = OWv;
     for (;;) {
-      const size_t n = size_t(p.N) * ((j.OH + rows - 1) / rows) * ((j.OW + cols - 1) / cols);
+      const size_t n = size_t(p.N) * ((OHv + rows - 1) / rows) * ((OWv + cols - 1) / cols);
       pix.push_back({rows, cols, n});
       if (n >= want) break;
       if (rows > 1) {
@@ -263,7 +304,7 @@ void direct_run(const ConvJob& j, const float* in, float* out, const float* res,
   const int gper = (G + best_gs - 1) / best_gs;  // groups per task
   const int ngb = (G + gper - 1) / gper;
   const int rows = best.rows, cols = best.cols;
-  const int nrb = (j.OH + rows - 1) / rows, ncc = (j.OW + cols - 1) / cols;
+  const int nrb = (OHv + rows - 1) / rows, ncc = (OWv + cols - 1) / cols;
   const size_t tile_in = size_t(p.R) * ((P - 1) * p.stride_w + (p.S - 1) * p.dil_w + 1) * CI * sizeof(float);
   const int cchunk = imax(1, imin(nc, int(kTileInputBytes / tile_in)));
   const int gblock = imax(1, int(kWeightBlockBytes / (w_cgroup * cchunk)));
@@ -275,7 +316,7 @@ void direct_run(const ConvJob& j, const float* in, float* out, const float* res,
     t /= nrb;
     const int gb = int(t % ngb), n = int(t / ngb);
     const int g0 = gb * gper, g1 = imin(G, g0 + gper);
-    const int oh1 = imin(j.OH, (rb + 1) * rows), ow0 = ck * cols, ow1 = imin(j.OW, ow0 + cols);
+    const int oh1 = imin(OHv, (rb + 1) * rows), ow0 = ck * cols, ow1 = imin(OWv, ow0 + cols);
     float* out_n = out + n * out_img;
     const float* res_n = res ? res + n * out_img : nullptr;
     for (int c0 = 0; c0 < nc; c0 += cchunk) {
@@ -283,6 +324,12 @@ void direct_run(const ConvJob& j, const float* in, float* out, const float* res,
       for (int gg = g0; gg < g1; gg += gblock)
         for (int oh = rb * rows; oh < oh1; ++oh) {
           const int ge = imin(g1, gg + gblock);
+          if constexpr (!NCHW) {
+            if (flat) {
+              flat_row(j, cr, in + n * in_img, gg, ge, out_n, res_n, ow0, ow1);
+              continue;
+            }
+          }
           if (p.stride_w == 1) {
             direct_row<NCHW, 1>(j, cr, in + n * in_img, gg, ge, out_n, res_n, oh, ow0, ow1);
           } else if (p.stride_w == 2) {
