@@ -20,16 +20,18 @@ from sparseinfer.graph.passes import optimize
 ModelSource = "str | os.PathLike | bytes | onnx.ModelProto"
 
 
-def _load(model: Any) -> tuple[onnx.ModelProto, str]:
+def _load(model: Any) -> tuple[onnx.ModelProto, str, str | None]:
+    """(proto, display name, path to re-read it from, or None when the caller's object is kept)."""
     if isinstance(model, str) and model.startswith("zoo:"):
         from sparseinfer import zoo
 
-        return load_model_proto(zoo.resolve(model)), model
+        path = str(zoo.resolve(model))
+        return load_model_proto(path), model, path
     if isinstance(model, (str, os.PathLike)):
-        return load_model_proto(model), str(model)
+        return load_model_proto(model), str(model), str(model)
     if isinstance(model, onnx.ModelProto):
-        return load_model_proto(model), model.graph.name or "<ModelProto>"
-    return load_model_proto(model), f"<{type(model).__name__}>"
+        return load_model_proto(model), model.graph.name or "<ModelProto>", None
+    return load_model_proto(model), f"<{type(model).__name__}>", None
 
 
 class Engine:
@@ -47,7 +49,9 @@ class Engine:
             num_cores = _core.physical_core_count()
         if not isinstance(num_cores, (int, np.integer)) or num_cores < 1:
             raise ValueError(f"num_cores must be a positive integer, got {num_cores!r}")
-        self._proto, self.model_name = _load(model)
+        # A model read from a file is not kept in memory once compiled (its weights would be held
+        # twice, as ONNX tensors and packed for our kernels); another input shape re-reads it.
+        self._proto, self.model_name, self._path = _load(model)
         self.batch_size = int(batch_size)
         self.num_cores = int(num_cores)
         self.pin_threads = pin_threads
@@ -63,14 +67,22 @@ class Engine:
         self.input_shapes: list[tuple[int, ...]] = [shapes[n] for n in self.input_names]
         self._compiled: dict[tuple[tuple[int, ...], ...], CompiledGraph] = {}
         self._lock = threading.Lock()
+        del infos  # (they reference the proto, which _compile drops when it can re-read the file)
         self._default = self._compile(tuple(self.input_shapes))
+        if self._path is not None:
+            self._proto = None
 
     # ---- compilation ------------------------------------------------------------------------
     def _compile(self, shapes: tuple[tuple[int, ...], ...]) -> CompiledGraph:
         with self._lock:
             hit = self._compiled.get(shapes)
             if hit is None:
-                graph = optimize(import_onnx(self._proto, dict(zip(self.input_names, shapes))))
+                proto = self._proto if self._proto is not None else load_model_proto(self._path)
+                graph = import_onnx(proto, dict(zip(self.input_names, shapes)))
+                del proto  # (the file's proto, when nothing else holds it) before packing weights
+                if self._path is not None:
+                    self._proto = None
+                graph = optimize(graph)  # (drops the unoptimized graph's weights, e.g. before a transpose)
                 hit = CompiledGraph(graph, self.num_cores, self.pin_threads)
                 self._compiled[shapes] = hit
             return hit

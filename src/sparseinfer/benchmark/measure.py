@@ -8,7 +8,7 @@ Two scenarios (as in the published CPU-inference studies):
 
 CPU utilisation is the process's user + system CPU time over the timed window divided by the
 window's wall time, in % of one core (so at most 100 x cores). Peak memory is the process's
-peak resident set (``ru_maxrss``)."""
+peak resident set (``VmHWM``, see :func:`peak_rss_mib`)."""
 
 from __future__ import annotations
 
@@ -32,8 +32,17 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set of this process, MiB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set of this process, MiB: Linux's VmHWM, the peak of this program alone.
+    Not ru_maxrss: Linux carries it over exec, so a worker started by a large parent (a test
+    runner, a script that loaded the model) would report the parent's size at fork."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 @dataclass

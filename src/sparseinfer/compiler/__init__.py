@@ -3,6 +3,7 @@ and fallback segments (ONNX Runtime), in topological order."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Sequence
@@ -90,6 +91,10 @@ class CompiledGraph:
         if fallback_ops:
             log.warning("sparseinfer: %d of %d nodes run on the ONNX Runtime fallback; op types: %s",
                         sum(not r.native for r in self.report), len(self.report), ", ".join(fallback_ops))
+        # Every plan and fallback region holds its own copy of the weights it reads: keep only
+        # the constants that are graph outputs (returned by run) to not hold the weights twice.
+        self.graph = dataclasses.replace(graph, constants={k: v for k, v in graph.constants.items()
+                                                           if k in graph.outputs})
         self._single = (self.segments[0] if len(self.segments) == 1
                         and isinstance(self.segments[0], NativeSegmentPlan)
                         and self.segments[0].inputs == list(graph.inputs)

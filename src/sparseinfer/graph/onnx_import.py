@@ -33,7 +33,16 @@ def load_model_proto(model: Any) -> onnx.ModelProto:
             raise ModelLoadError(f"model file not found: {path} (expected an .onnx file or a zoo: stub)")
         if path.is_dir():
             raise ModelLoadError(f"{path} is a directory, expected an .onnx file")
-        proto = _parse(path.read_bytes(), str(path))
+        # Checked from the file (the C++ checker streams it) before our parse: checking the
+        # parsed proto would serialize a copy of the whole model at the peak of the load.
+        try:
+            onnx.checker.check_model(str(path))
+            path_error = None
+        except Exception as exc:  # noqa: BLE001 - onnx raises several types
+            path_error = exc
+        proto = _parse(path.read_bytes(), str(path))  # a non-ONNX or truncated file fails here first
+        if path_error is not None and proto.graph.output and proto.opset_import:
+            raise ModelLoadError(f"{where} is not a valid ONNX model: {path_error}") from path_error
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
             try:
                 onnx.load_external_data_for_model(proto, str(path.parent))
@@ -45,6 +54,8 @@ def load_model_proto(model: Any) -> onnx.ModelProto:
             "an onnx.ModelProto or a 'zoo:NAME' stub")
     if not proto.graph.output or not proto.opset_import:
         raise ModelLoadError(f"{where} is not an ONNX model (no graph outputs or opset)")
+    if isinstance(model, (str, os.PathLike)):
+        return proto
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:  # noqa: BLE001 - onnx raises several types
@@ -134,20 +145,49 @@ def _attr_value(attr: onnx.AttributeProto) -> Any:
     return value
 
 
+# Initializers with more elements than this go into shape inference as typed inputs without
+# their data: inference only needs their shapes (small ones keep their values, which data
+# propagation may read, e.g. a Reshape's target shape).
+_INFERENCE_MAX_CONST_ELEMENTS = 1024
+
+
 def _with_fixed_inputs(proto: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A copy of ``proto`` for shape inference: inputs fixed to ``shapes``, no value_info, and
+    no data of large initializers (copying and inferring a 500 MB model's weights cost 2 GB)."""
     fixed = onnx.ModelProto()
-    fixed.CopyFrom(proto)
-    for vi in fixed.graph.input:
+    for fd, val in proto.ListFields():
+        if fd.name != "graph":
+            _copy_field(fixed, fd, val)
+    g = fixed.graph
+    for fd, val in proto.graph.ListFields():
+        if fd.name not in ("initializer", "value_info"):
+            _copy_field(g, fd, val)
+    listed = {vi.name for vi in g.input}
+    for t in proto.graph.initializer:
+        numel = int(np.prod(t.dims)) if len(t.dims) else 1
+        if numel <= _INFERENCE_MAX_CONST_ELEMENTS or t.data_location == onnx.TensorProto.EXTERNAL:
+            g.initializer.add().CopyFrom(t)
+        elif t.name not in listed:
+            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    for vi in g.input:
         if vi.name in shapes:
             dims = vi.type.tensor_type.shape.dim
             del dims[:]
             for d in shapes[vi.name]:
                 dims.add().dim_value = d
     # Shapes of outputs and intermediates are recomputed for these inputs.
-    del fixed.graph.value_info[:]
-    for vo in fixed.graph.output:
+    for vo in g.output:
         vo.type.tensor_type.ClearField("shape")
     return fixed
+
+
+def _copy_field(msg: Any, fd: Any, val: Any) -> None:
+    if hasattr(val, "extend"):  # a repeated field
+        getattr(msg, fd.name).extend(val)
+    elif hasattr(val, "CopyFrom"):
+        getattr(msg, fd.name).CopyFrom(val)
+    else:
+        setattr(msg, fd.name, val)
 
 
 def _collect_types(model: onnx.ModelProto) -> tuple[dict[str, tuple[int, ...]], dict[str, np.dtype]]:
@@ -178,7 +218,8 @@ def import_onnx(proto: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ..
     shapes, dtypes = _collect_types(inferred)
     g = inferred.graph
 
-    constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    # From the caller's proto: `inferred` lacks the data of large initializers.
+    constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     nodes: list[Node] = []
     for i, n in enumerate(g.node):
         attrs = {a.name: _attr_value(a) for a in n.attribute}

@@ -154,10 +154,15 @@ def _as_producer(node: Node, graph: Graph, constants, shapes, dtypes):
     if node.op == "MatMul" and node.inputs[1] in graph.constants and graph.constants[node.inputs[1]].ndim == 2:
         return "FusedGemm", [node.inputs[0], node.inputs[1], ""], {}
     if node.op == "Gemm" and node.inputs[1] in graph.constants and not node.attr("transA", 0):
-        w = graph.constants[node.inputs[1]].astype(np.float32)
+        # At most one copy of the weight (VGG's first FC layer is 400 MB): none when it is
+        # already float32, (K, N) and alpha is 1.
+        w = graph.constants[node.inputs[1]]
+        if w.dtype != np.float32:
+            w = w.astype(np.float32)
+        if node.attr("alpha", 1.0) != 1.0:
+            w = w * np.float32(node.attr("alpha", 1.0))
         if node.attr("transB", 0):
             w = w.T
-        w = w * np.float32(node.attr("alpha", 1.0))
         w_name = graph.fresh_name(node.name + "_weight")
         constants[w_name] = np.ascontiguousarray(w)
         shapes[w_name], dtypes[w_name] = w.shape, np.dtype(np.float32)
