@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
-from sparseinfer import _core  # noqa: E402
+from harness import _core, alternate, machine
 
 # (name, C, K, H(=W), R(=S), stride, pad, groups) at batch 1.
 LAYERS = [
@@ -63,7 +59,7 @@ def supported_variants() -> list[str]:
     return order[: best + 1]
 
 
-def time_call(fn, min_time: float) -> float:
+def best_call(fn, min_time: float) -> float:
     """Seconds per call: the best of calls within min_time (each call of ours already averages
     3 runs timed in C++); ONNX Runtime's calls are timed here, each one run."""
     best = float("inf")
@@ -109,13 +105,7 @@ def bench_layer(layer, threads, variants, repeats, min_time, with_ort):
         kernels[v] = conv.kernel_name
     if with_ort:
         cands["onnxruntime"] = ort_conv(w, stride, pad, groups, x, threads)
-    for fn in cands.values():
-        for _ in range(3):
-            fn()
-    samples = {k: [] for k in cands}
-    for _ in range(repeats):
-        for k, fn in cands.items():
-            samples[k].append(time_call(fn, min_time))
+    samples = alternate(cands, repeats, min_time, sample=best_call)
     OH = (H + 2 * pad - R) // stride + 1
     flops = 2.0 * K * (C // groups) * R * R * OH * OH
     med = {k: flops / statistics.median(s) * 1e-9 for k, s in samples.items()}
@@ -139,12 +129,9 @@ def main() -> None:
     if args.layers:
         keys = args.layers.split(",")
         layers = [layer for layer in LAYERS if any(k in layer[0] for k in keys)]
-    best = _core.best_isa()
-    peak1 = max(_core._gemm_fma_peak(best, 0.03) for _ in range(8)) if best != "portable" else None
-    out = {"benchmark": "f32 NCHWc conv variants vs ONNX Runtime (one-node model)",
-           "machine": {"cpu": platform.processor() or platform.machine(), "best_isa": best,
-                       "cores": _core.physical_core_count(),
-                       "fma_peak_gflops_1thread": round(peak1, 1) if peak1 else None},
+    mach = machine()
+    peak1 = mach["fma_peak_gflops_1thread"]
+    out = {"benchmark": "f32 NCHWc conv variants vs ONNX Runtime (one-node model)", "machine": mach,
            "unit": "GFLOP/s (gflops: median of repeats; gflops_best: best repeat, the least disturbed)", "results": []}
     for layer in layers:
         for t in threads_list:

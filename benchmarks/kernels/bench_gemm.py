@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -29,8 +26,7 @@ try:
 except ImportError:  # pragma: no cover
     threadpool_limits = None
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
-from sparseinfer import _core  # noqa: E402
+from harness import _core, alternate, machine  # noqa: E402
 
 # (name, M, N, K): 1x1 convs of ResNet-50 at batch 1 as GEMM (M = H*W), BERT-base linear
 # layers at sequence 128, and the engine's tiny-MLP layer.
@@ -53,17 +49,6 @@ def supported_variants() -> list[str]:
     return [v for v in _core.gemm_variants() if order.index(v) <= best]
 
 
-def time_call(fn, min_time: float) -> float:
-    """Seconds per call: calls batched so one sample lasts >= min_time / 5."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    n = max(1, int(min_time / 5 / one))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
 
 
 def bench_shape(M, N, K, threads, variants, repeats, min_time):
@@ -75,22 +60,14 @@ def bench_shape(M, N, K, threads, variants, repeats, min_time):
         pb = _core.PackedB(b, False, v)
         cands[v] = (lambda pb=pb: _core.sgemm_packed(a, pb, num_threads=threads))
     cands["numpy"] = lambda: np.matmul(a, b)
-    for fn in cands.values():  # warm-up (thread pools, caches, OpenBLAS buffers)
-        for _ in range(3):
-            fn()
     native = None
     if variants:
         nv = "avx512" if "avx512" in variants else variants[-1]
         pb_native = _core.PackedB(b, False, nv)
         iters = max(1, int(min_time / 5 * 100e9 / (2.0 * M * N * K)))
         native = (nv, lambda: _core._sgemm_packed_time(a, pb_native, iters, threads))
-    samples = {k: [] for k in cands}
-    native_samples = []
-    for _ in range(repeats):  # alternate candidates within each repeat
-        for k, fn in cands.items():
-            samples[k].append(time_call(fn, min_time))
-        if native:
-            native_samples.append(native[1]())
+    samples = alternate(cands, repeats, min_time)  # (warms up thread pools, caches, OpenBLAS buffers)
+    native_samples = [native[1]() for _ in range(repeats)] if native else []
     flops = 2.0 * M * N * K
     med = {k: flops / statistics.median(s) * 1e-9 for k, s in samples.items()}
     best = {k: flops / min(s) * 1e-9 for k, s in samples.items()}
@@ -116,13 +93,11 @@ def main() -> None:
         keys = args.shapes.split(",")
         shapes = [s for s in SHAPES if any(k in s[0] for k in keys)]
 
-    best = _core.best_isa()
-    peak1 = max(_core._gemm_fma_peak(best, 0.03) for _ in range(8)) if best != "portable" else None
+    mach = machine()
+    peak1 = mach["fma_peak_gflops_1thread"]
     out = {
         "benchmark": "f32 gemm (sgemm_packed) vs numpy.matmul",
-        "machine": {"cpu": platform.processor() or platform.machine(), "best_isa": best,
-                    "cores": _core.physical_core_count(),
-                    "fma_peak_gflops_1thread": round(peak1, 1) if peak1 else None},
+        "machine": mach,
         "numpy_blas": _blas_name(),
         "unit": "GFLOP/s (gflops: median of repeats; gflops_best: best repeat)",
         "results": [],

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
-import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "src"))
-from sparseinfer import _core  # noqa: E402
+from harness import _core, alternate, machine  # noqa: E402
 
 # (name, M, K, Q): ResNet-50 1x1 convs at batch 1 (Q = H*W) and batch 64 at 7x7, BERT-base
 # linear layers at sequence 128 (Q = tokens).
@@ -47,16 +43,6 @@ def supported_variants() -> list[str]:
     return [v for v in _core.spmm_variants() if order.index(v) <= best]
 
 
-def time_call(fn, min_time: float) -> float:
-    """Seconds per call: calls batched so one sample lasts >= min_time / 5."""
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    n = max(1, int(min_time / 5 / one))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
 
 
 def bench(M, K, Q, sparsity, threads, variants, repeats, min_time):
@@ -71,13 +57,7 @@ def bench(M, K, Q, sparsity, threads, variants, repeats, min_time):
     for v in variants:
         sw = _core.SparseWeights(w, None, v)
         cands[f"spmm_{v}"] = (lambda sw=sw: _core.spmm(sw, x, num_threads=threads, out=out))
-    for fn in cands.values():  # warm-up
-        for _ in range(3):
-            fn()
-    samples = {k: [] for k in cands}
-    for _ in range(repeats):
-        for k, fn in cands.items():
-            samples[k].append(time_call(fn, min_time))
+    samples = alternate(cands, repeats, min_time)
     nnz = int((w != 0).sum())
     dense_key = f"dense_{dense_isa}"
     med = {k: statistics.median(s) for k, s in samples.items()}
@@ -114,8 +94,7 @@ def main() -> None:
 
     out = {
         "benchmark": "f32 spmm (sparse W x dense In) vs dense sgemm_packed",
-        "machine": {"cpu": platform.processor() or platform.machine(), "best_isa": _core.best_isa(),
-                    "cores": _core.physical_core_count()},
+        "machine": machine(),
         "unit": "ms: median; gflops_effective: nonzero FLOPs (2*nnz*Q) / median time; "
                 "speedup_vs_dense: median over repeats of dense time / spmm time",
         "results": [],
