@@ -20,7 +20,7 @@ import onnx
 
 import sparseinfer
 from sparseinfer import _core, zoo
-from sparseinfer.benchmark import compare_engines, make_inputs, make_runner
+from sparseinfer.benchmark import LocalEngine, make_inputs, measure_sync
 from sparseinfer.benchmark.memory import measure_in_subprocess
 from sparseinfer.graph.flops import analyze_flops
 
@@ -62,8 +62,8 @@ def main() -> None:
         path = zoo.resolve(f"zoo:{name}")
         model = onnx.load(path)
         feeds = make_inputs(model, batch)
-        runners = {e: make_runner(e, model, batch, a.num_cores) for e in ("sparseinfer", "onnxruntime")}
-        stats = compare_engines(runners, feeds, batch, warmup_s=a.warmup, time_s=a.time, rounds=a.rounds)
+        engines = {e: LocalEngine(e, model, feeds, batch, a.num_cores) for e in ("sparseinfer", "onnxruntime")}
+        stats = measure_sync(engines, batch, a.num_cores, warmup_s=a.warmup, time_s=a.time, rounds=a.rounds)
         si, ort = stats["sparseinfer"], stats["onnxruntime"]
         flops = analyze_flops(model, dim_values={"batch": batch, "sequence": 128}).flops
         row = {
@@ -81,7 +81,7 @@ def main() -> None:
             ok = value <= target[0] if "<=" in target[1] else value >= target[0]
             row["target"] = {"rule": f"{target[1]} {target[0]}", "value": value, "met": ok}
         if a.memory:
-            row["peak_rss_mib"] = {e: measure_in_subprocess(e, path, batch, a.num_cores) for e in runners}
+            row["peak_rss_mib"] = {e: measure_in_subprocess(e, path, batch, a.num_cores) for e in engines}
             row["memory_ratio"] = (row["peak_rss_mib"]["sparseinfer"]["peak_rss_mib"]
                                    / row["peak_rss_mib"]["onnxruntime"]["peak_rss_mib"])
         node_report = sparseinfer.compile_model(model, batch_size=batch, num_cores=a.num_cores).node_report

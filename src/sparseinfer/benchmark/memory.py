@@ -1,6 +1,6 @@
 """Peak memory of one engine, measured in a fresh process so engines do not share a heap.
 
-Reports the process's peak resident set (ru_maxrss) after loading the model, compiling it and
+Reports the process's peak resident set (VmHWM, see measure.peak_rss_mib) after loading the model, compiling it and
 running it, and the same figure before the engine was built (imports and inputs only), so the
 difference is what the engine itself costs."""
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 
@@ -42,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     import onnx
 
     from sparseinfer.benchmark.inputs import make_inputs
+    from sparseinfer.benchmark.measure import peak_rss_mib
     from sparseinfer.benchmark.runners import make_runner
 
     model = onnx.load(a.model)
@@ -50,12 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     import sparseinfer  # noqa: F401
 
     base_rss = _rss_mib()
-    base_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_peak = peak_rss_mib()
     run = make_runner(a.engine, model, a.batch_size, a.num_cores)
     del model
     for _ in range(a.iterations):
         run(feeds)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(json.dumps({"engine": a.engine, "baseline_rss_mib": base_rss, "baseline_peak_mib": base_peak,
                       "peak_rss_mib": peak, "rss_after_mib": _rss_mib()}))
 

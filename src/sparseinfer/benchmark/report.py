@@ -96,6 +96,8 @@ def write_reports(doc: dict, out_dir: str | os.PathLike, stem: str = "compare") 
         f.write(f"**{doc['title']}**\n\n{markdown_table(rows)}\n")
         if doc.get("command"):
             f.write(f"\n`{doc['command']}`\n")
+        for msg in doc.get("skipped") or []:
+            f.write(f"\n- {msg}\n")
     write_csv(rows, paths["csv"])
     with open(paths["json"], "w") as f:
         json.dump(doc, f, indent=2)
