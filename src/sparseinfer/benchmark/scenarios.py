@@ -9,7 +9,8 @@
 * ``accuracy``: top-1/top-5 on a labeled dataset (``--dataset data.npz`` with arrays ``x``
   (N, ...) in the model's input layout and integer labels ``y`` (N,)).
 
-Each engine is measured on the same seeded inputs; results print as a table and go to JSON."""
+Each engine is measured on the same seeded inputs; results print as a table and go to JSON,
+with a PNG chart next to it (:func:`sparseinfer.benchmark.report.scenario_chart`)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import contextlib
 import json
 import sys
 import time
-
+from pathlib import Path
 
 from sparseinfer.benchmark.command import (EXIT_SKIPPED, add_deepsparse_argument, apply_deepsparse_argument,
                                            check_positive, hardware_summary, print_table)
 from sparseinfer.benchmark.inputs import feeds_for, load_model
 from sparseinfer.benchmark.measure import BenchmarkResult, Slice, measure_sync, split_cores, summarize
+from sparseinfer.benchmark.report import scenario_chart
 from sparseinfer.benchmark.runners import ALIASES, PEERS, expand_engines, split_installed
 from sparseinfer.benchmark.worker import Worker, open_engine
 
@@ -45,7 +47,8 @@ def configure(p: argparse.ArgumentParser):
     p.add_argument("--warmup-time", type=float, default=0.5)
     p.add_argument("--input-shapes", default=None)
     p.add_argument("--dataset", default=None, help="accuracy: .npz with x (inputs) and y (integer labels)")
-    p.add_argument("--export-json", default=None)
+    p.add_argument("--export-json", default=None, help="write the results to this file (and the chart next to it)")
+    p.add_argument("--chart", default=None, help="PNG chart of the results (default: --export-json with .png)")
     add_deepsparse_argument(p)
     return run
 
@@ -167,6 +170,13 @@ def latency_bound(engine: str, model, path: str, source: str, cores: int, bound_
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except RuntimeError as exc:  # an engine failed to build or run, or completed nothing: no traceback
+        raise ValueError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     check_positive(num_cores=args.num_cores, batch_size=args.batch_size, max_batch=args.max_batch,
                    time=args.time, max_instances=args.max_instances, latency_bound_ms=args.latency_bound_ms)
     if args.max_batch > 1024:
@@ -222,6 +232,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{e}: best under {args.latency_bound_ms} ms: {b['streams']} stream(s) x batch {b['batch_size']}: "
                   f"{b['items_per_s']:.1f} items/s (mean {b['mean_ms']:.3f} ms, p90 {b['p90_ms']:.3f} ms)")
             doc["points"].append(d)
+    chart = args.chart or (str(Path(args.export_json).with_suffix(".png")) if args.export_json else None)
+    if chart:
+        scenario_chart(doc, chart)
+        doc["chart"] = chart
+        print(f"chart: {chart}")
     if args.export_json:
         with open(args.export_json, "w") as f:
             json.dump(doc, f, indent=2)
