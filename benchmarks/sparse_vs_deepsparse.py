@@ -3,7 +3,9 @@
 Every engine times slices of sync runs (one request at a time) in rounds whose engine order
 alternates, after a warm-up; medians and ratios are reported. DeepSparse runs in its own
 process from its own virtual environment (deepsparse==1.8.0 pins older onnx/numpy than ours),
-started with --deepsparse-python; without it, DeepSparse is skipped and the JSON says so.
+given by --deepsparse-python or $SPARSEINFER_DEEPSPARSE_PYTHON (the same worker as
+`sparseinfer benchmark/compare --engine deepsparse`); without it, DeepSparse is skipped and
+the JSON says why.
 
     python -m venv /opt/ds && /opt/ds/bin/pip install deepsparse==1.8.0
     python benchmarks/sparse_vs_deepsparse.py --deepsparse-python /opt/ds/bin/python
@@ -19,126 +21,46 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-import numpy as np
 import onnx
 
 import sparseinfer
 from sparseinfer import _core, zoo
-from sparseinfer.benchmark import make_inputs, make_runner
+from sparseinfer.benchmark import make_inputs, measure_sync, open_engine
+from sparseinfer.benchmark.compare import output_diff
 from sparseinfer.benchmark.memory import measure_in_subprocess
-from sparseinfer.benchmark.timing import stats_from
+from sparseinfer.benchmark.runners import DEEPSPARSE_PYTHON_ENV, PeerNotInstalled
 
-HERE = Path(__file__).resolve().parent
 DEFAULT_CASES = ("resnet50-pruned90:1,resnet50-pruned90:64,resnet50-pruned95:1,resnet50-pruned95:64,"
                  "vgg16-pruned90:1,vgg16-pruned90:64,resnet50:64")
-
-
-class LocalEngine:
-    """An engine in this process: times its own slices."""
-
-    def __init__(self, name: str, model: onnx.ModelProto, batch: int, cores: int, feeds: dict):
-        self.name, self.feeds = name, feeds
-        self.run = make_runner(name, model, batch, cores)
-        self.run(feeds)
-
-    def time_slice(self, seconds: float, min_iters: int) -> list[float]:
-        lat: list[float] = []
-        end = time.perf_counter() + seconds
-        while len(lat) < min_iters or time.perf_counter() < end:
-            t0 = time.perf_counter()
-            self.run(self.feeds)
-            lat.append(time.perf_counter() - t0)
-        return lat
-
-    def close(self) -> None:
-        self.run = None
-
-
-class DeepSparseEngine:
-    """DeepSparse in a child process of another Python (its venv); see _deepsparse_worker.py."""
-
-    name = "deepsparse"
-
-    def __init__(self, python: str, model_path: str, batch: int, cores: int, feeds: dict, input_names: list[str]):
-        self._tmp = tempfile.TemporaryDirectory()
-        inputs = os.path.join(self._tmp.name, "inputs.npz")
-        np.savez(inputs, *[feeds[n] for n in input_names])
-        self.proc = subprocess.Popen(
-            [python, str(HERE / "_deepsparse_worker.py"), "--model", model_path, "--batch-size", str(batch),
-             "--num-cores", str(cores), "--inputs", inputs],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        first = self._read()
-        self.version, self.peak_rss_mib = first["version"], first["peak_rss_mib"]
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"DeepSparse worker died: {self.proc.stderr.read()[-3000:]}")
-        return json.loads(line)
-
-    def _ask(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def time_slice(self, seconds: float, min_iters: int) -> list[float]:
-        answer = self._ask(f"time {seconds} {min_iters}")
-        self.peak_rss_mib = answer["peak_rss_mib"]
-        return answer["latencies_s"]
-
-    def outputs(self) -> list[np.ndarray]:
-        path = os.path.join(self._tmp.name, "out.npz")
-        self._ask(f"outputs {path}")
-        data = np.load(path)
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - best effort
-            self.proc.kill()
-        self._tmp.cleanup()
 
 
 def run_case(stub: str, batch: int, cores: int, a: argparse.Namespace) -> dict:
     path = str(zoo.resolve(f"zoo:{stub}"))
     model = onnx.load(path)
     feeds = make_inputs(model, batch)
-    names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    engines: list = [LocalEngine("sparseinfer", model, batch, cores, feeds),
-                     LocalEngine("onnxruntime", model, batch, cores, feeds)]
+    engines = {}
     skipped = {}
-    if a.deepsparse_python:
-        try:
-            engines.append(DeepSparseEngine(a.deepsparse_python, path, batch, cores, feeds, names))
-        except Exception as exc:  # noqa: BLE001 - reported, not fatal
-            skipped["deepsparse"] = str(exc)[-500:]
-    else:
-        skipped["deepsparse"] = "not run: pass --deepsparse-python PATH (a venv with deepsparse==1.8.0)"
-    # Correctness next to speed: every engine's outputs against ONNX Runtime's.
-    ref = engines[1].run(feeds)
-    diffs = {"sparseinfer": max(float(np.max(np.abs(g - w))) for g, w in zip(engines[0].run(feeds), ref))}
-    for e in engines[2:]:
-        diffs[e.name] = max(float(np.max(np.abs(g - w))) for g, w in zip(e.outputs(), ref))
-    for e in engines:  # warm-up
-        e.time_slice(a.warmup, 2)
-    lat = {e.name: [] for e in engines}
-    med = {e.name: [] for e in engines}
-    slice_s = a.time / a.rounds / len(engines)
-    for r in range(a.rounds):
-        for e in (engines if r % 2 == 0 else engines[::-1]):
-            this = e.time_slice(slice_s, 2)
-            lat[e.name] += this
-            med[e.name].append(float(np.median(this)) * 1e3)
-    stats = {n: stats_from(n, batch, lat[n], med[n]).as_dict() for n in lat}
+    try:
+        for name in ("sparseinfer", "onnxruntime", "deepsparse"):
+            try:  # DeepSparse: in its own process, from its own venv (sparseinfer.benchmark.worker)
+                engines[name] = open_engine(name, model, path, feeds, batch, cores)
+            except (PeerNotInstalled, RuntimeError) as exc:
+                if name != "deepsparse":
+                    raise
+                skipped[name] = str(exc)[-500:]
+        # Correctness next to speed: every engine's outputs against ONNX Runtime's.
+        ref = engines["onnxruntime"].outputs()
+        diffs = {n: output_diff(e.outputs(), ref)[0] for n, e in engines.items() if n != "onnxruntime"}
+        results = measure_sync(engines, batch, cores, warmup_s=a.warmup, time_s=a.time, rounds=a.rounds,
+                               min_iters_per_round=2)
+        ds = engines.get("deepsparse")
+        version = ds.ready["version"] if ds is not None else None
+    finally:
+        for e in engines.values():
+            e.close()
+    stats = {n: r.as_dict() for n, r in results.items()}
     for s in stats.values():
         s["items_per_s_median"] = batch / (s["median_ms"] / 1e3)
     row = {"model": f"zoo:{stub}", "batch_size": batch, "num_cores": cores, "engines": stats,
@@ -148,11 +70,9 @@ def run_case(stub: str, batch: int, cores: int, a: argparse.Namespace) -> dict:
     row["sparseinfer_kernels"] = {
         "sparse": sum(1 for r in si.node_report if r.choice and r.choice.get("chosen") == "sparse"),
         "dense": sum(1 for r in si.node_report if r.choice and r.choice.get("chosen") == "dense")}
-    for e in engines:
-        if isinstance(e, DeepSparseEngine):
-            row.setdefault("peak_rss_mib", {})["deepsparse"] = e.peak_rss_mib
-            row["deepsparse_version"] = e.version
-        e.close()
+    if "deepsparse" in stats:  # its own process's peak resident set
+        row.setdefault("peak_rss_mib", {})["deepsparse"] = stats["deepsparse"]["peak_rss_mib"]
+        row["deepsparse_version"] = version
     if a.memory:
         for n in ("sparseinfer", "onnxruntime"):
             row.setdefault("peak_rss_mib", {})[n] = measure_in_subprocess(n, path, batch, cores)["peak_rss_mib"]
@@ -168,9 +88,12 @@ def main() -> None:
     p.add_argument("--time", type=float, default=20.0, help="timed seconds per case, split over engines")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--deepsparse-python", default=None, help="python of a venv with deepsparse==1.8.0")
+    p.add_argument("--deepsparse-python", default=None,
+                   help=f"python of a venv with deepsparse==1.8.0 (default: ${DEEPSPARSE_PYTHON_ENV})")
     p.add_argument("--memory", action="store_true", help="peak RSS of sparseinfer and ONNX Runtime, own process")
     a = p.parse_args()
+    if a.deepsparse_python:
+        os.environ[DEEPSPARSE_PYTHON_ENV] = a.deepsparse_python
     results = []
     for case in a.cases.split(","):
         stub, batch = case.rsplit(":", 1)

@@ -1,19 +1,22 @@
 """`sparseinfer benchmark MODEL`: latency, throughput, CPU utilisation and peak memory of one or
 more engines on the same seeded inputs.
 
-``--scenario sync`` (default): one request at a time; several engines run in the same process,
-alternating in rounds. ``--scenario async``: ``--num-streams`` threads submit requests
-concurrently, the cores split between them; engines are measured one after the other."""
+``--scenario sync`` (default): one request at a time; several engines alternate in rounds
+(in this process, except DeepSparse, which always runs in its own). ``--scenario async``:
+``--num-streams`` threads submit requests concurrently, the cores split between them; engines
+are measured one after the other, each in its own process when there are several."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from sparseinfer.benchmark.inputs import feeds_for, load_model, parse_shapes  # noqa: F401 - re-export
-from sparseinfer.benchmark.measure import BenchmarkResult, Progress, measure_async, measure_sync, split_cores
-from sparseinfer.benchmark.runners import ALIASES, PEERS, expand_engines, make_runner, split_installed
+from sparseinfer.benchmark.measure import BenchmarkResult, Progress, measure_sync
+from sparseinfer.benchmark.runners import ALIASES, DEEPSPARSE_PYTHON_ENV, PEERS, expand_engines, split_installed
+from sparseinfer.benchmark.worker import open_engine
 
 EXIT_SKIPPED = 3  # some requested engines are not installed (the others ran and were reported)
 
@@ -31,6 +34,20 @@ def add_common_arguments(p: argparse.ArgumentParser, engines_default: str = "spa
     p.add_argument("--input-shapes", default=None, help="e.g. 1x3x224x224 or input_ids:1x128,attention_mask:1x128")
     p.add_argument("--export-json", default=None, help="write the results to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_deepsparse_argument(p)
+
+
+def add_deepsparse_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--deepsparse-python", default=None, metavar="PATH",
+                   help=f"Python of a virtual environment with deepsparse==1.8.0, which runs the deepsparse "
+                        f"engine in its own process (default: ${DEEPSPARSE_PYTHON_ENV})")
+
+
+def apply_deepsparse_argument(args: argparse.Namespace) -> None:
+    """--deepsparse-python PATH is the same as SPARSEINFER_DEEPSPARSE_PYTHON=PATH, for this
+    command and every process it starts."""
+    if args.deepsparse_python:
+        os.environ[DEEPSPARSE_PYTHON_ENV] = args.deepsparse_python
 
 
 def configure(p: argparse.ArgumentParser):
@@ -91,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
                    time=args.time, rounds=args.rounds)
     if args.warmup_time < 0:
         raise ValueError(f"--warmup-time must be >= 0, got {args.warmup_time}")
-    model, _ = load_model(args.model)
+    apply_deepsparse_argument(args)
+    model, path = load_model(args.model)
     from sparseinfer import _core
 
     cores = args.num_cores or _core.physical_core_count()
@@ -105,37 +123,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"benchmarking {args.model} batch {args.batch_size} on {cores} cores ({_core.active_isa()}), "
           f"{args.scenario}{f' {streams} streams' if args.scenario == 'async' else ''}: {', '.join(engines)}; "
           f"{args.warmup_time}s warm-up, {args.time}s timed per engine", file=sys.stderr)
-    results: list[BenchmarkResult] = []
-    if args.scenario == "sync":
-        runners = {e: make_runner(e, model, args.batch_size, cores, args.model) for e in engines}
-        bar = Progress(len(engines) * (args.warmup_time + args.time), "benchmark", not args.no_progress)
-        try:
-            stats = measure_sync(runners, feeds, args.batch_size, cores, warmup_s=args.warmup_time,
-                                 time_s=args.time * len(engines), rounds=args.rounds, progress=bar)
-        finally:
-            bar.close()
-        results = [stats[e] for e in engines]
-    elif len(engines) > 1:  # each engine in a fresh process: their thread pools never meet
-        results = [_async_in_subprocess(args, e, streams) for e in engines]
-    else:
-        per_stream = split_cores(cores, streams)
-        for e in engines:
-            runners = [make_runner(e, model, args.batch_size, c, args.model) for c in per_stream]
-            bar = Progress(args.warmup_time + args.time, e, not args.no_progress)
-            try:
-                results.append(measure_async(e, runners, feeds, args.batch_size, cores, args.warmup_time,
-                                             args.time, progress=bar))
-            finally:
-                bar.close()
-            del runners
+    try:
+        results = _measure(args, engines, model, path, feeds, cores, streams)
+    except RuntimeError as exc:  # an engine failed to build or run: its message, no traceback
+        raise ValueError(str(exc)) from None
     print_table(results)
     if len(results) > 1:
         ref = results[-1]
         print("throughput vs " + ref.engine + ": " + ", ".join(
             f"{r.engine} {r.items_per_s / ref.items_per_s:.2f}x" for r in results))
-    print("CPU % is of one core (max 100 x cores); peak MiB is this process's peak resident set"
-          + (" (all engines loaded in one process: use `sparseinfer compare` for per-engine memory)"
-             if len(results) > 1 else ""), file=sys.stderr)
+    print("CPU % is of one core (max 100 x cores); peak MiB is the peak resident set of the process that ran "
+          "the engine" + (" (engines run in this process share it: `sparseinfer compare` runs each in its own)"
+                          if len(results) > 1 and args.scenario == "sync" else ""), file=sys.stderr)
     if args.export_json:
         with open(args.export_json, "w") as f:
             json.dump({"model": args.model, "batch_size": args.batch_size, "num_cores": cores,
@@ -145,29 +144,31 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_SKIPPED if skipped else 0
 
 
-def _async_in_subprocess(args: argparse.Namespace, engine: str, streams: int) -> BenchmarkResult:
-    """Runs ``sparseinfer benchmark --scenario async`` for one engine in a child process."""
-    import os
-    import subprocess
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        out = os.path.join(d, "r.json")
-        cmd = [sys.executable, "-m", "sparseinfer", "benchmark", args.model, "--engines", engine,
-               "--scenario", "async", "--num-streams", str(streams), "--batch-size", str(args.batch_size),
-               "--time", str(args.time), "--warmup-time", str(args.warmup_time), "--export-json", out]
-        if args.num_cores:
-            cmd += ["--num-cores", str(args.num_cores)]
-        if args.input_shapes:
-            cmd += ["--input-shapes", args.input_shapes]
-        if args.no_progress:
-            cmd += ["--no-progress"]
-        env = dict(os.environ)
-        src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-        res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        if res.returncode != 0 or not os.path.exists(out):
-            raise RuntimeError(f"async benchmark of {engine} failed: {res.stderr.strip()[-1000:]}")
-        with open(out) as f:
-            doc = json.load(f)
-    return BenchmarkResult(**doc["results"][engine])
+def _measure(args: argparse.Namespace, engines: list[str], model, path: str, feeds: dict, cores: int,
+             streams: int) -> list[BenchmarkResult]:
+    handles: dict = {}
+    try:
+        if args.scenario == "sync":
+            for e in engines:
+                handles[e] = open_engine(e, model, path, feeds, args.batch_size, cores, 1, args.model)
+            bar = Progress(len(engines) * (args.warmup_time + args.time), "benchmark", not args.no_progress)
+            try:
+                stats = measure_sync(handles, args.batch_size, cores, warmup_s=args.warmup_time,
+                                     time_s=args.time * len(engines), rounds=args.rounds, progress=bar)
+            finally:
+                bar.close()
+            return [stats[e] for e in engines]
+        results = []
+        for e in engines:  # several engines: each in its own process, so their thread pools never meet
+            handles[e] = open_engine(e, model, path, feeds, args.batch_size, cores, streams, args.model,
+                                     isolate=len(engines) > 1)
+            bar = Progress(args.warmup_time + args.time, e, not args.no_progress)
+            try:
+                results.append(handles[e].run_async(args.warmup_time, args.time, progress=bar))
+            finally:
+                bar.close()
+            handles.pop(e).close()
+        return results
+    finally:
+        for h in handles.values():
+            h.close()

@@ -10,18 +10,16 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from sparseinfer.benchmark.command import (EXIT_SKIPPED, add_common_arguments, check_positive,
-                                           hardware_summary)
+from sparseinfer.benchmark.command import (EXIT_SKIPPED, add_common_arguments, apply_deepsparse_argument,
+                                           check_positive, hardware_summary)
 from sparseinfer.benchmark.inputs import feeds_for, load_model
-from sparseinfer.benchmark.measure import Progress, summarize
+from sparseinfer.benchmark.measure import Progress, measure_sync
 from sparseinfer.benchmark.report import markdown_table, write_reports
 from sparseinfer.benchmark.runners import expand_engines, split_installed
-from sparseinfer.benchmark.worker import Worker
+from sparseinfer.benchmark.worker import Worker, open_engine
 
 
 def configure(p: argparse.ArgumentParser):
@@ -56,8 +54,7 @@ def compare(model_arg: str, engines: list[str], batch_size: int = 1, num_cores: 
     from sparseinfer import _core
 
     model, path = load_model(model_arg)
-    feeds_for(model, batch_size, input_shapes)  # validates shapes before starting processes
-    del model
+    feeds = feeds_for(model, batch_size, input_shapes)
     cores = num_cores or _core.physical_core_count()
     ref = reference or ("onnxruntime" if "onnxruntime" in engines else engines[0])
     if ref not in engines:
@@ -67,48 +64,21 @@ def compare(model_arg: str, engines: list[str], batch_size: int = 1, num_cores: 
     try:
         for e in engines:  # one at a time: builds do not compete for the cores
             bar.set_description(f"building {e}")
-            w = Worker(e, path, model_arg, batch_size, cores, input_shapes)
-            workers[e] = w
-            w.wait_ready()
-        outputs: dict[str, list[np.ndarray]] = {}
-        with tempfile.TemporaryDirectory() as d:
-            for e, w in workers.items():
-                f = str(Path(d) / f"{e}.npz")
-                w.request(cmd="outputs", path=f)
-                with np.load(f) as z:
-                    outputs[e] = [z[f"arr_{i}"] for i in range(len(z.files))]
-        for e, w in workers.items():
-            bar.set_description(f"warm-up {e}")
-            w.request(cmd="warmup", seconds=warmup_s)
-            bar.advance(warmup_s)
-        lat = {e: [] for e in engines}
-        med = {e: [] for e in engines}
-        wall = dict.fromkeys(engines, 0.0)
-        cpu = dict.fromkeys(engines, 0.0)
-        peak = dict.fromkeys(engines, 0.0)
-        slice_s = time_s / rounds
-        for r in range(rounds):
-            for e in (engines if r % 2 == 0 else engines[::-1]):
-                bar.set_description(f"round {r + 1}/{rounds} {e}")
-                m = workers[e].request(cmd="run", seconds=slice_s, min_iters=3)
-                bar.advance(slice_s)
-                lat[e] += m["latencies"]
-                med[e].append(float(np.median(m["latencies"])) * 1e3)
-                wall[e] += m["wall_s"]
-                cpu[e] += m["cpu_s"]
-                peak[e] = max(peak[e], m["peak_rss_mib"])
+            workers[e] = open_engine(e, model, path, feeds, batch_size, cores, 1, model_arg, isolate=True)
+        del model
+        outputs = {e: w.outputs() for e, w in workers.items()}
+        results = measure_sync(workers, batch_size, cores, warmup_s, time_s * len(engines), rounds, progress=bar)
     finally:
         bar.close()
         for w in workers.values():
             w.close()
-    results = {e: summarize(e, "sync", batch_size, 1, cores, lat[e], wall[e], cpu[e], peak[e], med[e])
-               for e in engines}
     rows = []
     for e in engines:
         row = results[e].as_dict()
         row["speedup"] = results[e].items_per_s / results[ref].items_per_s
         row["max_abs_diff"], row["max_rel_diff"] = output_diff(outputs[e], outputs[ref])
         row["build_s"] = workers[e].ready["build_s"] if workers[e].ready else None
+        row["version"] = workers[e].ready.get("version") if workers[e].ready else None
         rows.append(row)
     hw = hardware_summary(cores)
     title = (f"{model_arg}, batch {batch_size}, {cores} cores ({hw['cpu']}, {hw['isa']}), sync, "
@@ -120,6 +90,7 @@ def compare(model_arg: str, engines: list[str], batch_size: int = 1, num_cores: 
 
 def run(args: argparse.Namespace) -> int:
     check_positive(batch_size=args.batch_size, num_cores=args.num_cores, time=args.time, rounds=args.rounds)
+    apply_deepsparse_argument(args)
     engines = expand_engines(args.engines)
     engines, skipped = split_installed(engines)
     for msg in skipped:

@@ -1,14 +1,20 @@
-"""Measuring one engine: latency distribution, throughput, CPU utilisation and peak memory.
+"""Measuring engines: the one timing loop, latency distribution, throughput, CPU utilisation
+and peak memory.
 
 Two scenarios (as in the published CPU-inference studies):
 
-* ``sync``: one request at a time; items/s = batch / mean latency.
+* ``sync``: one request at a time; items/s = batch / mean latency. Several engines alternate
+  in rounds (:func:`measure_sync`), each timing slices of back-to-back requests.
 * ``async``: ``num_streams`` threads each submit requests back to back to their own runner
   (cores split between them); items/s = items completed in the timed window / its length.
 
-CPU utilisation is the process's user + system CPU time over the timed window divided by the
-window's wall time, in % of one core (so at most 100 x cores). Peak memory is the process's
-peak resident set (``VmHWM``, see :func:`peak_rss_mib`)."""
+CPU utilisation is the measured process's user + system CPU time over the timed window divided
+by the window's wall time, in % of one core (so at most 100 x cores). Peak memory is that
+process's peak resident set (:func:`peak_rss_mib`).
+
+This module imports only the standard library and NumPy: the engine worker
+(:mod:`sparseinfer.benchmark.worker`) also loads it inside other Python environments
+(DeepSparse's), where sparseinfer itself cannot be imported."""
 
 from __future__ import annotations
 
@@ -18,11 +24,12 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from sparseinfer.benchmark.runners import RunFn
+RunFn = Callable[[dict], list]
+"""An engine built for one (model, batch, cores): inputs by name -> list of outputs."""
 
 
 def cpu_seconds() -> float:
@@ -32,9 +39,8 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident set of this process, MiB: Linux's VmHWM, the peak of this program alone.
-    Not ru_maxrss: Linux carries it over exec, so a worker started by a large parent (a test
-    runner, a script that loaded the model) would report the parent's size at fork."""
+    """Peak resident set of this process, MiB: VmHWM on Linux. Not ru_maxrss, which Linux
+    carries over fork and exec, so a worker would report at least its parent's peak."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -42,7 +48,43 @@ def peak_rss_mib() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+@dataclass
+class Slice:
+    """One timed slice of back-to-back requests: per-request latencies (s), the slice's wall
+    and CPU seconds, and the peak resident set of the process that ran it."""
+
+    latencies_s: list[float]
+    wall_s: float
+    cpu_s: float
+    peak_rss_mib: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_slice(run: RunFn, feeds: dict, seconds: float, min_iters: int = 1) -> Slice:
+    """The timing loop: runs ``run(feeds)`` back to back for ``seconds`` (and at least
+    ``min_iters`` times), timing each request."""
+    lat: list[float] = []
+    c0 = cpu_seconds()
+    w0 = time.perf_counter()
+    end = w0 + seconds
+    while len(lat) < min_iters or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        run(feeds)
+        lat.append(time.perf_counter() - t0)
+    return Slice(lat, time.perf_counter() - w0, cpu_seconds() - c0, peak_rss_mib())
+
+
+class Timed(Protocol):
+    """An engine that can be timed: in this process (:class:`LocalEngine`) or in its own
+    (:class:`sparseinfer.benchmark.worker.Worker`)."""
+
+    def time_slice(self, seconds: float, min_iters: int = 1) -> Slice: ...
 
 
 @dataclass
@@ -101,7 +143,6 @@ class Progress:
 
     def __init__(self, total_s: float, desc: str, enabled: bool = True):
         self._bar = None
-        self._done = 0.0
         if enabled:
             try:
                 from tqdm import tqdm
@@ -113,7 +154,6 @@ class Progress:
     def advance(self, seconds: float) -> None:
         if self._bar is not None and seconds > 0:
             self._bar.update(round(seconds, 3))
-            self._done += seconds
 
     def set_description(self, desc: str) -> None:
         if self._bar is not None:
@@ -124,56 +164,71 @@ class Progress:
             self._bar.close()
 
 
-def _run_for(run: RunFn, feeds: dict, seconds: float, min_iters: int, progress: Progress | None) -> list[float]:
-    lat: list[float] = []
-    start = time.perf_counter()
-    end = start + seconds
-    last = start
-    while len(lat) < min_iters or time.perf_counter() < end:
-        t0 = time.perf_counter()
-        run(feeds)
-        t1 = time.perf_counter()
-        lat.append(t1 - t0)
-        if progress is not None and t1 - last > 0.1:
-            progress.advance(min(t1, end) - last)
-            last = min(t1, end)
-    if progress is not None and end > last:
-        progress.advance(end - last)
-    return lat
+class LocalEngine:
+    """An engine in this process: ``streams`` runners of ``engine`` on the same inputs (one
+    for sync; several, the cores split between them, for async). Calling it runs one request
+    on other inputs (accuracy)."""
+
+    def __init__(self, engine: str, model, feeds: dict, batch_size: int, num_cores: int, streams: int = 1,
+                 source: str | None = None):
+        from sparseinfer.benchmark.runners import make_runner
+
+        self.engine, self.feeds, self.batch_size, self.num_cores = engine, feeds, batch_size, num_cores
+        cores = [num_cores] if streams == 1 else split_cores(num_cores, streams)
+        self.runners = [make_runner(engine, model, batch_size, c, source) for c in cores]
+
+    def __call__(self, feeds: dict) -> list:
+        return self.runners[0](feeds)
+
+    def outputs(self) -> list:
+        """The outputs on the shared inputs."""
+        return [np.asarray(o) for o in self.runners[0](self.feeds)]
+
+    def time_slice(self, seconds: float, min_iters: int = 1) -> Slice:
+        return time_slice(self.runners[0], self.feeds, seconds, min_iters)
+
+    def run_async(self, warmup_s: float, time_s: float, progress: Progress | None = None) -> BenchmarkResult:
+        return measure_async(self.engine, self.runners, self.feeds, self.batch_size, self.num_cores, warmup_s,
+                             time_s, progress)
+
+    def close(self) -> None:
+        self.runners = []
 
 
-def warmup(run: RunFn, feeds: dict, seconds: float, progress: Progress | None = None) -> None:
-    """Runs at least once, then until ``seconds`` passed (caches, thread pools, lazy allocation)."""
-    _run_for(run, feeds, seconds, 1, progress)
-
-
-def measure_sync(runners: Mapping[str, RunFn], feeds: dict, batch_size: int, num_cores: int,
-                 warmup_s: float = 1.0, time_s: float = 10.0, rounds: int = 5, min_iters_per_round: int = 3,
+def measure_sync(engines: Mapping[str, Timed], batch_size: int, num_cores: int, warmup_s: float = 1.0,
+                 time_s: float = 10.0, rounds: int = 5, min_iters_per_round: int = 3,
                  progress: Progress | None = None) -> dict[str, BenchmarkResult]:
-    """Sync scenario for one or more engines in this process: warm-up each, then ``rounds``
-    rounds in which every engine runs for its slice, the order reversing every round so drift
-    hits all alike. CPU % counts only each engine's own slices."""
-    names = list(runners)
+    """Sync scenario for one or more engines: warm-up each, then ``rounds`` rounds in which
+    every engine runs for its slice (``time_s`` split over rounds and engines), the order
+    reversing every round so drift hits all alike. CPU % counts only each engine's own slices,
+    in the process that ran them; the round medians show drift."""
+    names = list(engines)
+    rounds = max(rounds, 1)
     for name in names:
         if progress:
             progress.set_description(f"warm-up {name}")
-        warmup(runners[name], feeds, warmup_s, progress)
+        engines[name].time_slice(warmup_s, 1)
+        if progress:
+            progress.advance(warmup_s)
     lat: dict[str, list[float]] = {n: [] for n in names}
     med: dict[str, list[float]] = {n: [] for n in names}
     wall = dict.fromkeys(names, 0.0)
     cpu = dict.fromkeys(names, 0.0)
-    slice_s = time_s / max(rounds, 1) / max(len(names), 1)
-    for r in range(max(rounds, 1)):
+    peak = dict.fromkeys(names, 0.0)
+    slice_s = time_s / rounds / max(len(names), 1)
+    for r in range(rounds):
         for name in (names if r % 2 == 0 else list(reversed(names))):
             if progress:
                 progress.set_description(f"round {r + 1}/{rounds} {name}")
-            c0, w0 = cpu_seconds(), time.perf_counter()
-            this = _run_for(runners[name], feeds, slice_s, min_iters_per_round, progress)
-            wall[name] += time.perf_counter() - w0
-            cpu[name] += cpu_seconds() - c0
-            lat[name] += this
-            med[name].append(float(np.median(this)) * 1e3)
-    return {n: summarize(n, "sync", batch_size, 1, num_cores, lat[n], wall[n], cpu[n], round_medians_ms=med[n])
+            s = engines[name].time_slice(slice_s, min_iters_per_round)
+            if progress:
+                progress.advance(slice_s)
+            lat[name] += s.latencies_s
+            med[name].append(float(np.median(s.latencies_s)) * 1e3)
+            wall[name] += s.wall_s
+            cpu[name] += s.cpu_s
+            peak[name] = max(peak[name], s.peak_rss_mib)
+    return {n: summarize(n, "sync", batch_size, 1, num_cores, lat[n], wall[n], cpu[n], peak[n], med[n])
             for n in names}
 
 
@@ -252,6 +307,3 @@ def split_cores(num_cores: int, parts: int) -> list[int]:
         raise ValueError(f"number of streams/instances must be >= 1, got {parts}")
     base, extra = divmod(num_cores, parts)
     return [max(1, base + (1 if k < extra else 0)) for k in range(parts)]
-
-
-RunnerFactory = Callable[[int], RunFn]

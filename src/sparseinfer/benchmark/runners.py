@@ -8,12 +8,16 @@ the pip package that provides it. An engine whose package is missing raises
 ``openvino-default`` (OpenVINO's own choice: bf16 on CPUs that have AVX-512 BF16/AMX).
 ``torch`` / ``torch-compile`` run the PyTorch model a ``zoo:`` stub exports (eager and
 ``torch.compile``); ``tensorflow`` / ``jax`` run models the zoo defines in them (plain MLPs such
-as ``zoo:mlp6``, rebuilt from the exported weights)."""
+as ``zoo:mlp6``, rebuilt from the exported weights). ``deepsparse`` runs in its own process,
+from its own Python environment (see :func:`deepsparse_python`), through
+:class:`sparseinfer.benchmark.worker.Worker`."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Callable
@@ -21,7 +25,10 @@ from typing import Callable
 import numpy as np
 import onnx
 
-RunFn = Callable[[dict], list]
+from sparseinfer.benchmark.measure import RunFn
+
+#: The Python of a virtual environment with deepsparse (what --deepsparse-python sets).
+DEEPSPARSE_PYTHON_ENV = "SPARSEINFER_DEEPSPARSE_PYTHON"
 
 
 class PeerNotInstalled(ImportError):
@@ -37,13 +44,21 @@ class Peer:
     module: str
     pip: str
     needs_zoo: bool = False  # runs the zoo's framework definition, not the ONNX file
+    external: bool = False  # runs only in its own process, from another Python (deepsparse_python)
+    own_process: bool = False  # thread count fixed once per process: the tool builds it in a fresh one
 
     def installed(self) -> bool:
-        return importlib.util.find_spec(self.module) is not None
+        try:
+            self.require()
+        except PeerNotInstalled:
+            return False
+        return True
 
     def require(self) -> None:
         """Raises :class:`PeerNotInstalled` with the install command when the package is missing."""
-        if not self.installed():
+        if self.external:
+            deepsparse_python()
+        elif importlib.util.find_spec(self.module) is None:
             raise PeerNotInstalled(f"engine {self.name!r} skipped: {self.module} is not installed "
                                    f"(pip install {self.pip})")
 
@@ -102,15 +117,52 @@ def _feed_shapes(model: onnx.ModelProto, batch_size: int) -> dict[str, list[int]
     return {k: list(v) for k, v in resolve_input_shapes(model, batch_size, None).items()}
 
 
-def _deepsparse(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
-    import deepsparse
+_DEEPSPARSE_FOUND: dict[str, str] = {}  # python -> deepsparse version, once per process
 
-    d = tempfile.mkdtemp(prefix="sparseinfer-ds-")
-    path = os.path.join(d, "model.onnx")
-    onnx.save(model, path)
-    engine = deepsparse.compile_model(path, batch_size=batch_size, num_cores=num_cores)
-    names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    return lambda feeds: engine.run([feeds[n] for n in names])
+
+def deepsparse_python(python: str | None = None) -> str:
+    """The Python that runs DeepSparse: ``python``, else $SPARSEINFER_DEEPSPARSE_PYTHON (what
+    ``--deepsparse-python`` sets), else this one when deepsparse is importable here. DeepSparse
+    1.8 pins older numpy/onnx than sparseinfer, so it normally lives in a virtual environment
+    of its own. Raises :class:`PeerNotInstalled` saying how to create one when there is no such
+    Python or deepsparse cannot be imported by it."""
+    python = python or os.environ.get(DEEPSPARSE_PYTHON_ENV) or (
+        sys.executable if importlib.util.find_spec("deepsparse") else None)
+    how = (f"DeepSparse 1.8 pins older numpy/onnx than sparseinfer, so it runs from its own virtual environment: "
+           f"python -m venv VENV && VENV/bin/pip install deepsparse==1.8.0, then pass --deepsparse-python "
+           f"VENV/bin/python (or set {DEEPSPARSE_PYTHON_ENV})")
+    if not python:
+        raise PeerNotInstalled(f"engine 'deepsparse' skipped: no Python with deepsparse given. {how}")
+    if python in _DEEPSPARSE_FOUND:
+        return python
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        raise PeerNotInstalled(f"engine 'deepsparse' skipped: {python} is not an executable Python. {how}")
+    try:
+        res = subprocess.run([python, "-c", "import deepsparse; print(deepsparse.__version__)"],
+                             capture_output=True, text=True, timeout=300, env=deepsparse_env())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PeerNotInstalled(f"engine 'deepsparse' skipped: {python} failed to run ({exc}). {how}") from None
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PeerNotInstalled(f"engine 'deepsparse' skipped: deepsparse is not importable by {python} ({last}). "
+                               f"{how}")
+    _DEEPSPARSE_FOUND[python] = res.stdout.strip()
+    return python
+
+
+def deepsparse_env() -> dict[str, str]:
+    """The environment of DeepSparse's processes: this one minus PYTHONPATH (its Python must not
+    see our packages), with DeepSparse's analytics off (it would send usage events over the
+    network and look up the country for GDPR on import and on every engine built)."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env["NM_DISABLE_ANALYTICS"] = "1"
+    return env
+
+
+def _external(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+    raise ValueError("engine 'deepsparse' runs in its own process (its own Python environment): use "
+                     "sparseinfer.benchmark.worker.open_engine or Worker, not an in-process runner")
 
 
 def _require_stub(engine: str, source: str | None) -> str:
@@ -170,11 +222,19 @@ def mlp_layers(model: onnx.ModelProto) -> list[tuple[np.ndarray, np.ndarray | No
 
 
 def _tensorflow(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+    mlp = mlp_layers(model)  # before the import: a model it does not define fails fast
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(int(num_cores))
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    layers = [(tf.constant(w), None if b is None else tf.constant(b), act) for w, b, act in mlp_layers(model)]
+    # TensorFlow's thread pools are per process and fixed at first use (hence Peer.own_process).
+    if tf.config.threading.get_intra_op_parallelism_threads() != num_cores:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(num_cores))
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            raise ValueError(f"TensorFlow already runs with {tf.config.threading.get_intra_op_parallelism_threads()} "
+                             f"threads in this process and cannot change to {num_cores}: build each thread count "
+                             f"in its own process (sparseinfer.benchmark.worker.open_engine does)") from None
+    layers = [(tf.constant(w), None if b is None else tf.constant(b), act) for w, b, act in mlp]
     name = model.graph.input[0].name
 
     @tf.function(jit_compile=False)
@@ -187,10 +247,15 @@ def _tensorflow(model: onnx.ModelProto, batch_size: int, num_cores: int, source:
 
 
 def _jax(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+    mlp = mlp_layers(model)  # before the import: a model it does not define fails fast
+    if num_cores == 1 and "jax" not in sys.modules:
+        # XLA's CPU thread pool is per process, sized at import; one core is the only count it
+        # takes as a flag (more cores: XLA's own choice, all of them).
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     import jax
     import jax.numpy as jnp
 
-    layers = [(jnp.asarray(w), None if b is None else jnp.asarray(b), act) for w, b, act in mlp_layers(model)]
+    layers = [(jnp.asarray(w), None if b is None else jnp.asarray(b), act) for w, b, act in mlp]
     name = model.graph.input[0].name
 
     @jax.jit
@@ -207,11 +272,11 @@ PEERS: dict[str, Peer] = {p.name: p for p in [
     Peer("onnxruntime", _onnxruntime, "onnxruntime", "onnxruntime"),
     Peer("openvino-f32", _openvino("f32"), "openvino", "openvino"),
     Peer("openvino-default", _openvino(None), "openvino", "openvino"),
-    Peer("deepsparse", _deepsparse, "deepsparse", "deepsparse"),
+    Peer("deepsparse", _external, "deepsparse", "deepsparse==1.8.0", external=True),
     Peer("torch", _torch(False), "torch", "torch==2.13.0", needs_zoo=True),
     Peer("torch-compile", _torch(True), "torch", "torch==2.13.0", needs_zoo=True),
-    Peer("tensorflow", _tensorflow, "tensorflow", "tensorflow-cpu"),
-    Peer("jax", _jax, "jax", "'jax[cpu]'"),
+    Peer("tensorflow", _tensorflow, "tensorflow", "tensorflow-cpu", own_process=True),
+    Peer("jax", _jax, "jax", "'jax[cpu]'", own_process=True),
 ]}
 
 #: Short names that stand for several engines.

@@ -9,21 +9,25 @@
 * ``accuracy``: top-1/top-5 on a labeled dataset (``--dataset data.npz`` with arrays ``x``
   (N, ...) in the model's input layout and integer labels ``y`` (N,)).
 
-Each engine is measured on the same seeded inputs; results print as a table and go to JSON."""
+Each engine is measured on the same seeded inputs; results print as a table and go to JSON,
+with a PNG chart next to it (:func:`sparseinfer.benchmark.report.scenario_chart`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 
-
-from sparseinfer.benchmark.command import EXIT_SKIPPED, check_positive, hardware_summary, print_table
+from sparseinfer.benchmark.command import (EXIT_SKIPPED, add_deepsparse_argument, apply_deepsparse_argument,
+                                           check_positive, hardware_summary, print_table)
 from sparseinfer.benchmark.inputs import feeds_for, load_model
-from sparseinfer.benchmark.measure import BenchmarkResult, measure_async, measure_sync, split_cores, summarize
-from sparseinfer.benchmark.runners import ALIASES, PEERS, expand_engines, make_runner, split_installed
-from sparseinfer.benchmark.worker import Worker
+from sparseinfer.benchmark.measure import BenchmarkResult, Slice, measure_sync, split_cores, summarize
+from sparseinfer.benchmark.report import scenario_chart
+from sparseinfer.benchmark.runners import ALIASES, PEERS, expand_engines, split_installed
+from sparseinfer.benchmark.worker import Worker, open_engine
 
 SCENARIOS = ("single-stream", "large-batch", "multi-instance", "latency-bound", "thread-sweep", "accuracy")
 
@@ -43,11 +47,13 @@ def configure(p: argparse.ArgumentParser):
     p.add_argument("--warmup-time", type=float, default=0.5)
     p.add_argument("--input-shapes", default=None)
     p.add_argument("--dataset", default=None, help="accuracy: .npz with x (inputs) and y (integer labels)")
-    p.add_argument("--export-json", default=None)
+    p.add_argument("--export-json", default=None, help="write the results to this file (and the chart next to it)")
+    p.add_argument("--chart", default=None, help="PNG chart of the results (default: --export-json with .png)")
+    add_deepsparse_argument(p)
     return run
 
 
-def accuracy(engine: str, model, source: str, dataset: str, batch: int, cores: int) -> dict:
+def accuracy(engine: str, model, path: str, source: str, dataset: str, batch: int, cores: int) -> dict:
     """Top-1/top-5 of the first output's scores against the labels (last batch zero-padded)."""
     import numpy as np
 
@@ -58,27 +64,37 @@ def accuracy(engine: str, model, source: str, dataset: str, batch: int, cores: i
         raise ValueError(f"--dataset {dataset}: expected arrays 'x' (inputs) and 'y' (labels)") from None
     if len(x) != len(y) or len(y) == 0:
         raise ValueError(f"--dataset {dataset}: x has {len(x)} rows and y {len(y)}; expected the same, > 0")
-    name = feeds_for(model, batch).popitem()[0] if len(feeds_for(model, batch)) == 1 else None
-    if name is None:
+    feeds = feeds_for(model, batch)
+    if len(feeds) != 1:
         raise ValueError("the accuracy scenario supports single-input models")
-    run = make_runner(engine, model, batch, cores, source)
+    name = next(iter(feeds))
     top1 = top5 = 0
-    for i in range(0, len(x), batch):
-        chunk = x[i:i + batch]
-        pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)
-        scores = np.asarray(run({name: np.concatenate([chunk, pad]) if len(pad) else chunk})[0])[:len(chunk)]
-        scores = scores.reshape(len(chunk), -1)
-        labels = y[i:i + batch].astype(np.int64)
-        order = np.argsort(-scores, axis=1)
-        top1 += int(np.sum(order[:, 0] == labels))
-        top5 += int(np.sum(np.any(order[:, :5] == labels[:, None], axis=1)))
+    with _opened(engine, model, path, feeds, batch, cores, 1, source) as run:
+        for i in range(0, len(x), batch):
+            chunk = x[i:i + batch]
+            pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), chunk.dtype)
+            scores = np.asarray(run({name: np.concatenate([chunk, pad]) if len(pad) else chunk})[0])[:len(chunk)]
+            scores = scores.reshape(len(chunk), -1)
+            labels = y[i:i + batch].astype(np.int64)
+            order = np.argsort(-scores, axis=1)
+            top1 += int(np.sum(order[:, 0] == labels))
+            top5 += int(np.sum(np.any(order[:, :5] == labels[:, None], axis=1)))
     return {"engine": engine, "samples": int(len(y)), "top1": top1 / len(y), "top5": top5 / len(y)}
 
 
-def _sync(engine: str, model, source: str, batch: int, cores: int, args, shapes: str | None) -> BenchmarkResult:
-    feeds = feeds_for(model, batch, shapes)
-    run = make_runner(engine, model, batch, cores, source)
-    return measure_sync({engine: run}, feeds, batch, cores, args.warmup_time, args.time, rounds=1)[engine]
+@contextlib.contextmanager
+def _opened(engine: str, model, path: str, feeds: dict, batch: int, cores: int, streams: int, source: str):
+    h = open_engine(engine, model, path, feeds, batch, cores, streams, source)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def _sync(engine: str, model, path: str, source: str, batch: int, cores: int, args,
+          shapes: str | None) -> BenchmarkResult:
+    with _opened(engine, model, path, feeds_for(model, batch, shapes), batch, cores, 1, source) as h:
+        return measure_sync({engine: h}, batch, cores, args.warmup_time, args.time, rounds=1)[engine]
 
 
 def _batches(max_batch: int) -> list[int]:
@@ -91,37 +107,38 @@ def _batches(max_batch: int) -> list[int]:
     return out
 
 
-def multi_instance(engine: str, path: str, source: str, batch: int, cores: int, instances: int,
-                   time_s: float, warmup_s: float, shapes: str | None) -> dict:
+def multi_instance(engine: str, path: str, source: str, feeds: dict, batch: int, cores: int, instances: int,
+                   time_s: float, warmup_s: float) -> dict:
     """``instances`` processes, cores split, started together; total items/s over all of them."""
     per = split_cores(cores, instances)
-    workers = [Worker(engine, path, source, batch, c, shapes) for c in per]
+    workers: list[Worker] = []
     try:
+        for c in per:
+            workers.append(Worker(engine, path, feeds, batch, c, 1, source))
         for w in workers:
             w.wait_ready()
         for w in workers:
-            w.send(cmd="warmup", seconds=warmup_s)
+            w.send(cmd="slice", seconds=warmup_s)
         for w in workers:
             w.receive()
         start = time.time() + 0.3
         for w in workers:
-            w.send(cmd="run", seconds=time_s, start_at=start)
-        msgs = [w.receive() for w in workers]
+            w.send(cmd="slice", seconds=time_s, start_at=start)
+        slices = [Slice(**w.receive()) for w in workers]
     finally:
         for w in workers:
             w.close()
-    lat = [x for m in msgs for x in m["latencies"]]
-    total = sum(len(m["latencies"]) * batch / m["wall_s"] for m in msgs)
-    r = summarize(engine, "sync", batch, 1, cores, lat, max(m["wall_s"] for m in msgs), sum(m["cpu_s"] for m in msgs),
-                  max(m["peak_rss_mib"] for m in msgs))
+    lat = [x for s in slices for x in s.latencies_s]
+    r = summarize(engine, "sync", batch, 1, cores, lat, max(s.wall_s for s in slices), sum(s.cpu_s for s in slices))
     d = r.as_dict()
-    d.update(instances=instances, cores_per_instance=per, items_per_s=total,
-             cpu_percent=sum(100 * m["cpu_s"] / m["wall_s"] for m in msgs),
-             peak_rss_mib=sum(m["peak_rss_mib"] for m in msgs))
+    d.update(instances=instances, cores_per_instance=per,
+             items_per_s=sum(len(s.latencies_s) * batch / s.wall_s for s in slices),
+             cpu_percent=sum(100 * s.cpu_s / s.wall_s for s in slices),
+             peak_rss_mib=sum(s.peak_rss_mib for s in slices))
     return d
 
 
-def latency_bound(engine: str, model, source: str, cores: int, bound_ms: float, max_batch: int,
+def latency_bound(engine: str, model, path: str, source: str, cores: int, bound_ms: float, max_batch: int,
                   time_s: float, warmup_s: float, shapes: str | None) -> dict:
     """Searches streams 1..cores and batch 1, 2, 4, ... for the best items/s with mean and p90
     under ``bound_ms``. Raises ValueError when even batch 1, one stream misses the bound."""
@@ -129,12 +146,11 @@ def latency_bound(engine: str, model, source: str, cores: int, bound_ms: float, 
     for streams in range(1, cores + 1):
         batch = 1
         while batch <= max_batch:
-            feeds = feeds_for(model, batch, shapes)
-            runners = [make_runner(engine, model, batch, c, source) for c in split_cores(cores, streams)]
-            if streams == 1:
-                r = measure_sync({engine: runners[0]}, feeds, batch, cores, warmup_s, time_s, rounds=1)[engine]
-            else:
-                r = measure_async(engine, runners, feeds, batch, cores, warmup_s, time_s)
+            with _opened(engine, model, path, feeds_for(model, batch, shapes), batch, cores, streams, source) as h:
+                if streams == 1:
+                    r = measure_sync({engine: h}, batch, cores, warmup_s, time_s, rounds=1)[engine]
+                else:
+                    r = h.run_async(warmup_s, time_s)
             ok = r.mean_ms <= bound_ms and r.p90_ms <= bound_ms
             tried.append({"streams": streams, "batch_size": batch, "mean_ms": r.mean_ms, "p90_ms": r.p90_ms,
                           "items_per_s": r.items_per_s, "within_bound": ok})
@@ -154,12 +170,20 @@ def latency_bound(engine: str, model, source: str, cores: int, bound_ms: float, 
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except RuntimeError as exc:  # an engine failed to build or run, or completed nothing: no traceback
+        raise ValueError(str(exc)) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     check_positive(num_cores=args.num_cores, batch_size=args.batch_size, max_batch=args.max_batch,
                    time=args.time, max_instances=args.max_instances, latency_bound_ms=args.latency_bound_ms)
     if args.max_batch > 1024:
         raise ValueError(f"--max-batch must be <= 1024, got {args.max_batch}")
     if args.name == "latency-bound" and args.latency_bound_ms is None:
         raise ValueError("the latency-bound scenario needs --latency-bound-ms (e.g. --latency-bound-ms 10)")
+    apply_deepsparse_argument(args)
     engines, skipped = split_installed(expand_engines(args.engines))
     for msg in skipped:
         print(msg, file=sys.stderr)
@@ -172,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     doc: dict = {"scenario": args.name, "model": args.model, "num_cores": cores, "hardware": hardware_summary(cores),
                  "skipped": skipped, "points": []}
     if args.name == "single-stream":
-        res = [_sync(e, model, args.model, 1, cores, args, args.input_shapes) for e in engines]
+        res = [_sync(e, model, path, args.model, 1, cores, args, args.input_shapes) for e in engines]
         print_table(res)
         doc["points"] = [r.as_dict() for r in res]
     elif args.name in ("large-batch", "thread-sweep"):
@@ -180,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         for e in engines:
             for x in (_batches(args.max_batch) if args.name == "large-batch" else range(1, cores + 1)):
                 batch, threads = (x, cores) if args.name == "large-batch" else (args.batch_size, x)
-                r = _sync(e, model, args.model, batch, threads, args, None)
+                r = _sync(e, model, path, args.model, batch, threads, args, None)
                 print(f"{e:<18}{batch:>7}{threads:>8}{r.mean_ms:>11.3f}{r.p90_ms:>10.3f}{r.items_per_s:>12.1f}"
                       f"{r.cpu_percent:>8.1f}", flush=True)
                 doc["points"].append(dict(r.as_dict(), threads=threads))
@@ -188,8 +212,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'engine':<18}{'instances':>10}{'cores each':>12}{'total items/s':>15}{'mean ms':>10}{'CPU %':>8}")
         for e in engines:
             for k in range(1, (args.max_instances or cores) + 1):
-                d = multi_instance(e, path, args.model, args.batch_size, cores, k, args.time, args.warmup_time,
-                                   args.input_shapes)
+                d = multi_instance(e, path, args.model, feeds_for(model, args.batch_size, args.input_shapes),
+                                   args.batch_size, cores, k, args.time, args.warmup_time)
                 print(f"{e:<18}{k:>10}{'/'.join(map(str, d['cores_per_instance'])):>12}{d['items_per_s']:>15.1f}"
                       f"{d['mean_ms']:>10.3f}{d['cpu_percent']:>8.1f}", flush=True)
                 doc["points"].append(d)
@@ -197,17 +221,22 @@ def run(args: argparse.Namespace) -> int:
         if not args.dataset:
             raise ValueError("the accuracy scenario needs --dataset data.npz (arrays x and y)")
         for e in engines:
-            d = accuracy(e, model, args.model, args.dataset, args.batch_size, cores)
+            d = accuracy(e, model, path, args.model, args.dataset, args.batch_size, cores)
             print(f"{e}: top-1 {d['top1']:.2%}, top-5 {d['top5']:.2%} on {d['samples']} samples")
             doc["points"].append(d)
     else:
         for e in engines:
-            d = latency_bound(e, model, args.model, cores, args.latency_bound_ms, args.max_batch, args.time,
+            d = latency_bound(e, model, path, args.model, cores, args.latency_bound_ms, args.max_batch, args.time,
                               args.warmup_time, args.input_shapes)
             b = d["best"]
             print(f"{e}: best under {args.latency_bound_ms} ms: {b['streams']} stream(s) x batch {b['batch_size']}: "
                   f"{b['items_per_s']:.1f} items/s (mean {b['mean_ms']:.3f} ms, p90 {b['p90_ms']:.3f} ms)")
             doc["points"].append(d)
+    chart = args.chart or (str(Path(args.export_json).with_suffix(".png")) if args.export_json else None)
+    if chart:
+        scenario_chart(doc, chart)
+        doc["chart"] = chart
+        print(f"chart: {chart}")
     if args.export_json:
         with open(args.export_json, "w") as f:
             json.dump(doc, f, indent=2)
