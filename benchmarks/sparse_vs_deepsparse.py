@@ -44,8 +44,9 @@ def run_case(stub: str, batch: int, cores: int, a: argparse.Namespace) -> dict:
     skipped = {}
     try:
         for name in ("sparseinfer", "onnxruntime", "deepsparse"):
-            try:  # DeepSparse: in its own process, from its own venv (sparseinfer.benchmark.worker)
-                engines[name] = open_engine(name, model, path, feeds, batch, cores)
+            try:  # each in its own process (DeepSparse from its own venv): spinning pool threads
+                # of one engine would otherwise take cores from the next (sparseinfer.benchmark.worker)
+                engines[name] = open_engine(name, model, path, feeds, batch, cores, isolate=True)
             except (PeerNotInstalled, RuntimeError) as exc:
                 if name != "deepsparse":
                     raise

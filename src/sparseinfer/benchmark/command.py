@@ -149,8 +149,10 @@ def _measure(args: argparse.Namespace, engines: list[str], model, path: str, fee
     handles: dict = {}
     try:
         if args.scenario == "sync":
-            for e in engines:
-                handles[e] = open_engine(e, model, path, feeds, args.batch_size, cores, 1, args.model)
+            for e in engines:  # several: each in its own process (an engine's spinning threads
+                # would otherwise take cores from the next one; ONNX Runtime's halved our speed)
+                handles[e] = open_engine(e, model, path, feeds, args.batch_size, cores, 1, args.model,
+                                         isolate=len(engines) > 1)
             bar = Progress(len(engines) * (args.warmup_time + args.time), "benchmark", not args.no_progress)
             try:
                 stats = measure_sync(handles, args.batch_size, cores, warmup_s=args.warmup_time,
