@@ -73,6 +73,27 @@ void bind_kernel_ops(nb::module_& m) {
            nb::arg("m"), nb::arg("weight"), nb::arg("bias").none(), nb::arg("activation"), nb::arg("alpha"),
            nb::arg("beta"), nb::arg("isa"), nb::arg("has_residual"));
 
+  nb::class_<MatMulOp, Op>(m, "MatMulOp")
+      .def("__init__", [](MatMulOp* self, std::vector<int64_t> a_shape, std::vector<int64_t> b_shape, bool trans_b,
+                          const std::string& isa) {
+        new (self) MatMulOp(a_shape, b_shape, trans_b, parse_isa(isa));
+      }, nb::arg("a_shape"), nb::arg("b_shape"), nb::arg("trans_b"), nb::arg("isa"));
+
+  nb::class_<LayerNormOp, Op>(m, "LayerNormOp")
+      .def("__init__", [](LayerNormOp* self, int64_t rows, int64_t n, float eps, bool has_beta, bool stats,
+                          const std::string& isa) {
+        const Isa i = parse_isa(isa);
+        if (int(i) > int(best_isa()))
+          throw std::invalid_argument("LayerNormOp: ISA " + isa + " is not supported by this CPU");
+        new (self) LayerNormOp(rows, n, eps, has_beta, stats, i);
+      }, nb::arg("rows"), nb::arg("n"), nb::arg("epsilon"), nb::arg("has_beta"), nb::arg("stats"), nb::arg("isa"),
+      "Layer normalisation of each row; with stats the op also writes each row's mean and 1/std.");
+  m.def("norm_variants", [] {
+    std::vector<std::string> v;
+    for (Isa isa : kNormVariants) v.emplace_back(isa_name(isa));
+    return v;
+  }, "Names of every variant of the normalisation family (supported by this CPU or not).");
+
   nb::class_<ReorderOp, Op>(m, "ReorderOp")
       .def(nb::init<int, int, int, int, bool>(), nb::arg("n"), nb::arg("c"), nb::arg("hw"), nb::arg("block"),
            nb::arg("to_blocked"));

@@ -34,7 +34,7 @@ void ConcatOp::run(const float* const* in, float* const* out, ThreadPool*) const
 }
 
 void ReduceOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
-  reduce(in[0], out[0], shape_, axes_, mean_, pool);
+  reduce(in[0], out[0], shape_, axes_, kind_, pool);
 }
 
 void PadOp::run(const float* const* in, float* const* out, ThreadPool*) const {

@@ -18,6 +18,10 @@ _STD = ("", "ai.onnx")
 
 def activation_of(node: Node, graph: Graph) -> tuple[str, float, float] | None:
     """(name, alpha, beta) if ``node`` is an activation the kernels can apply in an epilogue."""
+    if node.op == "Gelu" and (node.domain in _STD or node.domain == DOMAIN):
+        # ONNX Gelu (opset 20) and ours (graph/passes/fuse_gelu.py) share the attribute.
+        approximate = node.attr("approximate", "none")
+        return {"none": ("gelu", 0.0, 0.0), "tanh": ("gelu_tanh", 0.0, 0.0)}.get(approximate)
     if node.domain not in _STD:
         return None
     if node.op == "Relu":
