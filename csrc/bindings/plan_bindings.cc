@@ -41,8 +41,13 @@ CompareKind parse_compare(const std::string& name) {
   if (name == "greater") return CompareKind::kGreater;
   if (name == "less_or_equal") return CompareKind::kLessOrEqual;
   if (name == "greater_or_equal") return CompareKind::kGreaterOrEqual;
+  if (name == "not_equal") return CompareKind::kNotEqual;
+  if (name == "and") return CompareKind::kAnd;
+  if (name == "or") return CompareKind::kOr;
+  if (name == "xor") return CompareKind::kXor;
   throw std::invalid_argument("unknown comparison '" + name +
-                              "' (expected equal, less, greater, less_or_equal, greater_or_equal)");
+                              "' (expected equal, less, greater, less_or_equal, greater_or_equal, not_equal, "
+                              "and, or, xor)");
 }
 
 ReduceKind parse_reduce(const std::string& name) {

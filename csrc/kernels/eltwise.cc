@@ -140,6 +140,10 @@ bool compare(CompareKind kind, T x, T y) {
     case CompareKind::kGreater: return x > y;
     case CompareKind::kLessOrEqual: return x <= y;
     case CompareKind::kGreaterOrEqual: return x >= y;
+    case CompareKind::kNotEqual: return x != y;  // NaN != NaN: IsNaN(x) is x != x
+    case CompareKind::kAnd: return (x != T(0)) && (y != T(0));
+    case CompareKind::kOr: return (x != T(0)) || (y != T(0));
+    case CompareKind::kXor: return (x != T(0)) != (y != T(0));
   }
   return false;
 }
@@ -164,6 +168,10 @@ void compare_typed(CompareKind kind, const T* a, const T* b, uint8_t* y, const B
     case CompareKind::kGreater: return compare_impl<T, CompareKind::kGreater>(a, b, y, bc, pool);
     case CompareKind::kLessOrEqual: return compare_impl<T, CompareKind::kLessOrEqual>(a, b, y, bc, pool);
     case CompareKind::kGreaterOrEqual: return compare_impl<T, CompareKind::kGreaterOrEqual>(a, b, y, bc, pool);
+    case CompareKind::kNotEqual: return compare_impl<T, CompareKind::kNotEqual>(a, b, y, bc, pool);
+    case CompareKind::kAnd: return compare_impl<T, CompareKind::kAnd>(a, b, y, bc, pool);
+    case CompareKind::kOr: return compare_impl<T, CompareKind::kOr>(a, b, y, bc, pool);
+    case CompareKind::kXor: return compare_impl<T, CompareKind::kXor>(a, b, y, bc, pool);
   }
 }
 

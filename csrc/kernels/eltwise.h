@@ -22,7 +22,11 @@ void binary_broadcast(BinaryKind kind, const float* a, const std::vector<int64_t
                       const std::vector<int64_t>& out_shape, Activation act, float alpha, float beta,
                       ThreadPool* pool);
 
-enum class CompareKind : int { kEqual = 0, kLess = 1, kGreater = 2, kLessOrEqual = 3, kGreaterOrEqual = 4 };
+// Comparisons, and the logical ops (on bool operands: nonzero is true).
+enum class CompareKind : int {
+  kEqual = 0, kLess = 1, kGreater = 2, kLessOrEqual = 3, kGreaterOrEqual = 4, kNotEqual = 5,
+  kAnd = 6, kOr = 7, kXor = 8,
+};
 
 // out[i] = (a[i'] cmp b[i'']) as bool bytes (0 or 1); both operands have element type `type`;
 // broadcasting as in binary_broadcast.

@@ -48,18 +48,23 @@ def test_binary_broadcast(shapes, kind, threads, seed):
     np.testing.assert_allclose(run_op(op, [a, b], [(out, np.float32)], threads)[0], want, rtol=1e-6)
 
 
-@settings(max_examples=80, deadline=None)
-@given(shapes=bshapes, dtype=st.sampled_from(DTYPES),
-       kind=st.sampled_from(["equal", "less", "greater", "less_or_equal", "greater_or_equal"]),
+COMPARE = {"equal": np.equal, "less": np.less, "greater": np.greater, "less_or_equal": np.less_equal,
+           "greater_or_equal": np.greater_equal, "not_equal": np.not_equal}
+LOGIC = {"and": np.logical_and, "or": np.logical_or, "xor": np.logical_xor}
+
+
+@settings(max_examples=100, deadline=None)
+@given(shapes=bshapes, dtype=st.sampled_from(DTYPES), kind=st.sampled_from(sorted(COMPARE) + sorted(LOGIC)),
        seed=st.integers(0, 2**31 - 1))
 def test_compare(shapes, dtype, kind, seed):
+    if kind in LOGIC:
+        dtype = np.bool_  # the logic ops take bool operands
     rng = np.random.default_rng(seed)
     (sa, sb), out = shapes.input_shapes, shapes.result_shape
     a, b = values(rng, sa, dtype), values(rng, sb, dtype)
     r = len(out)
     op = _core.CompareOp(kind, NAMES[np.dtype(dtype)], padded(sa, r), padded(sb, r), list(out))
-    want = {"equal": np.equal, "less": np.less, "greater": np.greater, "less_or_equal": np.less_equal,
-            "greater_or_equal": np.greater_equal}[kind](a, b)
+    want = {**COMPARE, **LOGIC}[kind](a, b)
     got = run_op(op, [a, b], [(out, np.bool_)])[0]
     assert got.dtype == np.bool_
     np.testing.assert_array_equal(got, want)
@@ -70,6 +75,8 @@ def test_compare_float_nan():
     b = np.array([np.nan, 1.0, np.nan], np.float32)
     op = _core.CompareOp("equal", "float32", [3], [3], [3])
     np.testing.assert_array_equal(run_op(op, [a, b], [((3,), np.bool_)])[0], [False, True, False])
+    op = _core.CompareOp("not_equal", "float32", [3], [3], [3])  # IsNaN(x) is x != x
+    np.testing.assert_array_equal(run_op(op, [a, a], [((3,), np.bool_)])[0], [True, False, False])
 
 
 @settings(max_examples=80, deadline=None)

@@ -268,21 +268,41 @@ class CastLowering(Lowering):
 
 
 _COMPARE = {"Equal": "equal", "Less": "less", "Greater": "greater", "LessOrEqual": "less_or_equal",
-            "GreaterOrEqual": "greater_or_equal"}
+            "GreaterOrEqual": "greater_or_equal", "And": "and", "Or": "or", "Xor": "xor"}
+_FALSE = "@false"  # a constant bool scalar: Not(x) is Equal(x, false)
 
 
 class CompareLowering(Lowering):
+    """Comparisons and logic ops into a bool tensor, one kernel: also Not(x) = (x == false)
+    and IsNaN(x) = (x != x)."""
+
+    @staticmethod
+    def _operands(node):
+        if node.op == "Not":
+            return "equal", (node.inputs[0], _FALSE)
+        if node.op == "IsNaN":
+            return "not_equal", (node.inputs[0], node.inputs[0])
+        return _COMPARE[node.op], tuple(node.inputs)
+
     def supports(self, node, graph):
-        a, c = node.inputs
-        return _in_plan(node.inputs + node.outputs, graph) and graph.dtypes[a] == graph.dtypes[c]
+        if not _in_plan(node.inputs + node.outputs, graph) or len(node.inputs) != (1 if node.op in ("Not", "IsNaN") else 2):
+            return False
+        types = {graph.dtypes[i] for i in node.inputs}
+        if node.op in ("And", "Or", "Xor", "Not"):
+            return types == {np.dtype(np.bool_)}
+        if node.op == "IsNaN":
+            return types == {F32}
+        return len(types) == 1
 
     def emit(self, b, node):
         g = b.graph
+        kind, (a, c) = self._operands(node)
         rank = len(g.shapes[node.outputs[0]])
-        a, c = node.inputs
-        op = _core.CompareOp(_COMPARE[node.op], _dtype_name(a, g), _padded(g.shapes[a], rank),
-                             _padded(g.shapes[c], rank), list(g.shapes[node.outputs[0]]))
-        b.add(op, [b.read(a), b.read(c)], [b.write(node.outputs[0], layout="plain")], node)
+        ins = [b.read(a), b.read(c) if c != _FALSE else b.constant(_FALSE, np.zeros((), np.bool_))]
+        shape_c = g.shapes[c] if c != _FALSE else ()
+        op = _core.CompareOp(kind, _dtype_name(a, g), _padded(g.shapes[a], rank), _padded(shape_c, rank),
+                             list(g.shapes[node.outputs[0]]))
+        b.add(op, ins, [b.write(node.outputs[0], layout="plain")], node)
 
 
 class WhereLowering(Lowering):
@@ -467,7 +487,7 @@ class LayerNormLowering(Lowering):
 for _d in _STD:
     register(_d, ("Erf", "Sqrt", "Gelu"), UnaryLowering())
     register(_d, ("Cast",), CastLowering())
-    register(_d, tuple(_COMPARE), CompareLowering())
+    register(_d, tuple(_COMPARE) + ("Not", "IsNaN"), CompareLowering())
     register(_d, ("Where",), WhereLowering())
     register(_d, ("Expand",), ExpandLowering())
     register(_d, ("Gather",), GatherLowering())
