@@ -1,6 +1,7 @@
 // Python surface of the Plan and its generic ops. The compiler (Python) builds plans; the
 // engine calls Plan.run once per inference, which drops the GIL for the whole op loop.
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -12,6 +13,7 @@
 
 #include "bindings/bindings.h"
 #include "ops/basic_ops.h"
+#include "runtime/cpu_features.h"
 #include "runtime/dtype.h"
 #include "runtime/plan.h"
 
@@ -185,8 +187,12 @@ void bind_plan(nb::module_& m) {
         new (self) UnaryOp(n, activation_from_name(act), alpha, beta);
       }, nb::arg("size"), nb::arg("activation"), nb::arg("alpha") = 0.f, nb::arg("beta") = 0.f);
   nb::class_<SoftmaxOp, Op>(m, "SoftmaxOp")
-      .def(nb::init<int64_t, int64_t, int64_t, bool>(), nb::arg("outer"), nb::arg("axis"), nb::arg("inner"),
-           nb::arg("log") = false);
+      .def("__init__", [](SoftmaxOp* self, int64_t outer, int64_t axis, int64_t inner, bool log,
+                          const std::optional<std::string>& isa) {
+        const Isa i = isa ? parse_isa(*isa) : active_isa();
+        if (int(i) > int(best_isa())) throw std::invalid_argument("SoftmaxOp: ISA " + *isa + " is not supported by this CPU");
+        new (self) SoftmaxOp(outer, axis, inner, log, i);
+      }, nb::arg("outer"), nb::arg("axis"), nb::arg("inner"), nb::arg("log") = false, nb::arg("isa") = nb::none());
   nb::class_<TransposeOp, Op>(m, "TransposeOp")
       .def(nb::init<std::vector<int64_t>, std::vector<int64_t>>(), nb::arg("shape"), nb::arg("perm"));
   nb::class_<ConcatOp, Op>(m, "ConcatOp")

@@ -5,6 +5,8 @@
 
 #include "kernels/eltwise.h"
 #include "kernels/indexing.h"
+#include "kernels/softmax.h"
+#include "runtime/cpu_features.h"
 #include "runtime/dtype.h"
 #include "runtime/plan.h"
 
@@ -36,15 +38,22 @@ class UnaryOp : public Op {
   float alpha_, beta_;
 };
 
+// Softmax over the middle axis of [outer, axis, inner]; the last axis (inner == 1) runs the
+// vectorised row kernel of kernels/softmax.h.
 class SoftmaxOp : public Op {
  public:
-  SoftmaxOp(int64_t outer, int64_t axis, int64_t inner, bool log) : outer_(outer), axis_(axis), inner_(inner), log_(log) {}
+  SoftmaxOp(int64_t outer, int64_t axis, int64_t inner, bool log, Isa isa)
+      : outer_(outer), axis_(axis), inner_(inner), log_(log), isa_(isa) {}
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
-  const char* kernel_name() const override { return log_ ? "log_softmax" : "softmax"; }
+  const char* kernel_name() const override {
+    return log_ ? "log_softmax" : !rows() ? "softmax" : isa_ == Isa::kPortable ? "softmax_rows_portable" : "softmax_rows_avx2";
+  }
 
  private:
+  bool rows() const { return inner_ == 1 && !log_; }
   int64_t outer_, axis_, inner_;
   bool log_;
+  Isa isa_;
 };
 
 class TransposeOp : public Op {

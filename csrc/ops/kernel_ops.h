@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
 #include "kernels/norm.h"
@@ -132,6 +133,24 @@ class LayerNormOp : public Op {
   int64_t rows_, n_;
   float eps_;
   bool has_beta_, stats_;
+  Isa isa_;
+  std::string name_;
+};
+
+// inputs: q, k, v, [mask]; output: out (layouts given by the strides in AttentionParams).
+class AttentionOp : public Op {
+ public:
+  AttentionOp(const AttentionParams& p, bool has_mask, Isa isa) : p_(p), has_mask_(has_mask), isa_(isa) {
+    name_ = std::string("attention_") + (isa == Isa::kPortable ? "portable" : isa_name(isa));
+  }
+  void run(const float* const* in, float* const* out, ThreadPool* pool) const override {
+    attention(p_, in[0], in[1], in[2], has_mask_ ? in[3] : nullptr, out[0], pool, isa_);
+  }
+  const char* kernel_name() const override { return name_.c_str(); }
+
+ private:
+  AttentionParams p_;
+  bool has_mask_;
   Isa isa_;
   std::string name_;
 };

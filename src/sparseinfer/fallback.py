@@ -18,7 +18,7 @@ from sparseinfer.graph.passes.fuse_epilogue import DOMAIN
 
 def expand_fused(node: Node, graph: Graph) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
     """Standard ONNX nodes (and constants they need) computing a node of our domain:
-    FusedConv/FusedGemm, Gelu, LayerNormalization."""
+    FusedConv/FusedGemm, Gelu, LayerNormalization, Attention."""
     if node.domain != DOMAIN:
         return [node.to_proto()], {}
     tmp = f"{node.outputs[0]}__pre"
@@ -30,6 +30,8 @@ def expand_fused(node: Node, graph: Graph) -> tuple[list[onnx.NodeProto], dict[s
         return protos, consts
     if node.op == "LayerNormalization":
         return _layer_norm(node, graph, tmp), {}
+    if node.op == "Attention":
+        return _attention(node, tmp)
     x, w, b, residual = (list(node.inputs) + ["", "", "", ""])[:4]
     if node.op == "FusedConv":
         conv_attrs = {k: v for k, v in node.attrs.items() if k not in ("activation", "alpha", "beta")}
@@ -80,6 +82,35 @@ def _activation(act: str, alpha: float, beta: float, x: str, out: str, tmp: str,
     else:
         op = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "hard_swish": "HardSwish"}[act]
         protos.append(helper.make_node(op, [x], [out]))
+
+
+def _attention(node: Node, tmp: str) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
+    """Our Attention as Transposes into [B, H, S, D], MatMul, scale, mask, Softmax, MatMul."""
+    q, k, v = node.inputs[:3]
+    mask = node.inputs[3] if len(node.inputs) > 3 else ""
+    lay = {n: node.attr(f"{n}_layout") for n in ("q", "k", "v", "out")}
+    protos = []
+    if lay["q"] == "bshd":
+        protos.append(helper.make_node("Transpose", [q], [tmp + "q"], perm=[0, 2, 1, 3]))
+        q = tmp + "q"
+    protos.append(helper.make_node("Transpose", [k], [tmp + "kt"], perm=[0, 2, 3, 1] if lay["k"] == "bshd" else [0, 1, 3, 2]))
+    if lay["v"] == "bshd":
+        protos.append(helper.make_node("Transpose", [v], [tmp + "v"], perm=[0, 2, 1, 3]))
+        v = tmp + "v"
+    scale = f"{tmp}_scale"
+    protos += [helper.make_node("MatMul", [q, tmp + "kt"], [tmp + "s0"]),
+               helper.make_node("Mul", [tmp + "s0", scale], [tmp + "s1"])]
+    cur = tmp + "s1"
+    if mask:
+        protos.append(helper.make_node("Add", [cur, mask], [tmp + "s2"]))
+        cur = tmp + "s2"
+    out = node.outputs[0]
+    bhsd_out = out if lay["out"] == "bhsd" else tmp + "o"
+    protos += [helper.make_node("Softmax", [cur], [tmp + "p"], axis=3),
+               helper.make_node("MatMul", [tmp + "p", v], [bhsd_out])]
+    if lay["out"] == "bshd":
+        protos.append(helper.make_node("Transpose", [bhsd_out], [out], perm=[0, 2, 1, 3]))
+    return protos, {scale: np.float32(node.attr("scale", 1.0))}
 
 
 def _layer_norm(node: Node, graph: Graph, tmp: str) -> list[onnx.NodeProto]:

@@ -177,3 +177,72 @@ def test_gemm_takes_bias_and_residual(rng):
     assert [n.op for n in graph.nodes] == ["FusedGemm"] and graph.nodes[0].inputs[3] == "skip"
     _run(model, {"x": rng.standard_normal((4, H)).astype(np.float32),
                  "skip": rng.standard_normal((4, H)).astype(np.float32)})
+
+
+def _attention_model(rng, k_path="one", scale="div", mask="b11s", out_transpose=True, layout="bshd"):
+    """Multi-head attention as exported from PyTorch: [B, S, H, D] projections transposed to
+    heads, Q K^T, scale, + mask, Softmax, P V, transposed back."""
+    B, S, Hh, D = 2, 9, 3, 8
+    inits = {"c": np.array(np.sqrt(D) if scale == "div" else 1 / np.sqrt(D), np.float32)}
+    nodes = []
+    if layout == "bshd":
+        shape = [B, S, Hh, D]
+        nodes += [helper.make_node("Transpose", ["q"], ["qt"], perm=[0, 2, 1, 3]),
+                  helper.make_node("Transpose", ["v"], ["vt"], perm=[0, 2, 1, 3])]
+        if k_path == "one":
+            nodes.append(helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 3, 1]))
+        else:
+            nodes += [helper.make_node("Transpose", ["k"], ["k1"], perm=[0, 2, 1, 3]),
+                      helper.make_node("Transpose", ["k1"], ["kt"], perm=[0, 1, 3, 2])]
+        q, v = "qt", "vt"
+    else:
+        shape = [B, Hh, S, D]
+        nodes.append(helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]))
+        q, v = "q", "v"
+    nodes.append(helper.make_node("MatMul", [q, "kt"], ["s0"]))
+    cur = "s0"
+    if scale:
+        nodes.append(helper.make_node("Div" if scale == "div" else "Mul", [cur, "c"], ["s1"]))
+        cur = "s1"
+    inputs = [f32(n, shape) for n in "qkv"]
+    feeds = {n: rng.standard_normal(shape).astype(np.float32) for n in "qkv"}
+    if mask:
+        mshape = {"b11s": [B, 1, 1, S], "bhss": [B, Hh, S, S], "s": [S]}[mask]
+        nodes.append(helper.make_node("Add", ["m", cur], ["s2"]))
+        cur = "s2"
+        inputs.append(f32("m", mshape))
+        feeds["m"] = np.where(rng.random(mshape) < 0.3, -10000.0, 0.0).astype(np.float32)
+    nodes += [helper.make_node("Softmax", [cur], ["p"], axis=-1), helper.make_node("MatMul", ["p", v], ["o"])]
+    out_shape = [B, Hh, S, D]
+    if out_transpose:
+        nodes.append(helper.make_node("Transpose", ["o"], ["y"], perm=[0, 2, 1, 3]))
+        out_shape = [B, S, Hh, D]
+    else:
+        nodes.append(helper.make_node("Identity", ["o"], ["y"]))
+    return make_model(nodes, inputs, [f32("y", out_shape)], inits), feeds
+
+
+@pytest.mark.parametrize("k_path,scale,mask,out_transpose,layout", [
+    ("one", "div", "b11s", True, "bshd"),      # BERT as our zoo exports it
+    ("two", "mul", "bhss", True, "bshd"),      # K^T through two Transposes, per-head mask
+    ("one", None, None, False, "bshd"),        # no scale, no mask, output left in heads
+    ("one", "div", "s", True, "bhsd"),         # operands already [B, H, S, D]
+])
+def test_attention_fuses_into_one_node(rng, k_path, scale, mask, out_transpose, layout):
+    model, feeds = _attention_model(rng, k_path, scale, mask, out_transpose, layout)
+    graph = optimize(import_onnx(model, {k: v.shape for k, v in feeds.items()}))
+    ops = [n.op for n in graph.nodes if n.op != "Identity"]
+    assert ops == ["Attention"], ops
+    att = graph.nodes[0]
+    assert att.attr("q_layout") == layout and att.attr("out_layout") == ("bshd" if out_transpose else "bhsd")
+    engine = _run(model, feeds)
+    assert engine.node_report[0].kernels[0].startswith("attention_")
+    _fallback_matches(model, feeds, graph)
+
+
+def test_attention_probabilities_used_elsewhere_are_not_fused(rng):
+    model, feeds = _attention_model(rng)
+    model.graph.output.append(f32("p", [2, 3, 9, 9]))
+    graph = optimize(import_onnx(model, {k: v.shape for k, v in feeds.items()}))
+    assert "Attention" not in [n.op for n in graph.nodes]
+    _run(model, feeds)

@@ -29,8 +29,10 @@ def _check(name: str, batch: int, seq: int):
     fallback = sorted({r.op for r in engine.node_report if not r.native})
     assert not fallback and engine.fraction_of_native_ops == 1.0, f"{name}: ops fell back: {fallback}"
     ops = {r.op for r in engine.node_report}
-    # LayerNorm and attention run as such; GELU went into the FFN GEMM's epilogue.
-    assert {"LayerNormalization", "FusedGemm", "MatMul", "Gather"} <= ops and not ops & {"Erf", "Gelu"}
+    # One node per LayerNorm and per attention block (no Softmax, MatMul or Transpose left);
+    # GELU went into the FFN GEMM's epilogue.
+    assert {"LayerNormalization", "FusedGemm", "Attention", "Gather"} <= ops
+    assert not ops & {"Erf", "Gelu", "Softmax", "MatMul", "Transpose"}
     got = engine(**feeds)
     want = ort_run(onnx.load(path), feeds)
     for g, w in zip(got, want):

@@ -119,7 +119,7 @@ class SoftmaxLowering(Lowering):
             outer, n, inner = int(np.prod(shape[:axis])), int(np.prod(shape[axis:])), 1
         x = b.read(node.inputs[0])
         y = b.write(node.outputs[0], layout="plain")
-        b.add(_core.SoftmaxOp(outer, n, inner, node.op == "LogSoftmax"), [x], [y], node)
+        b.add(_core.SoftmaxOp(outer, n, inner, node.op == "LogSoftmax", _core.active_isa()), [x], [y], node)
 
 
 class AliasLowering(Lowering):
@@ -496,6 +496,46 @@ for _d in _STD:
     register(_d, ("MatMul",), MatMulLowering())
     register(_d, ("LayerNormalization",), LayerNormLowering())
     register(_d, ("ReduceL2",), ReduceLowering())
+
+
+def _head_strides(shape, layout: str) -> tuple[int, int, int]:
+    """(batch, head, row) strides in floats of a [B, S, H, D] ("bshd") or [B, H, S, D] tensor."""
+    if layout == "bshd":
+        _, s, h, d = shape
+        return s * h * d, d, h * d
+    _, h, s, d = shape
+    return h * s * d, s * d, d
+
+
+class AttentionLowering(Lowering):
+    """Our fused Attention (graph/passes/fuse_attention.py): one kernel for every head."""
+
+    def supports(self, node, graph):
+        return _all_f32(node, graph) and all(len(graph.shapes[i]) == 4 for i in node.inputs[:3])
+
+    def emit(self, b, node):
+        g = b.graph
+        q, k, v = node.inputs[:3]
+        mask = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3] else ""
+        lay = {n: node.attr(f"{n}_layout") for n in ("q", "k", "v", "out")}
+        qs, ks, vs = g.shapes[q], g.shapes[k], g.shapes[v]
+        batch, heads = qs[0], qs[2] if lay["q"] == "bshd" else qs[1]
+        sq = qs[1] if lay["q"] == "bshd" else qs[2]
+        sk = ks[1] if lay["k"] == "bshd" else ks[2]
+        strides = [*_head_strides(qs, lay["q"]), *_head_strides(ks, lay["k"]), *_head_strides(vs, lay["v"]),
+                   *_head_strides(g.shapes[node.outputs[0]], lay["out"])]
+        if mask:
+            mb, mh, mq, _ = _padded(g.shapes[mask], 4)
+            strides += [mh * mq * sk if mb > 1 else 0, mq * sk if mh > 1 else 0, sk if mq > 1 else 0]
+        else:
+            strides += [0, 0, 0]
+        dims = [batch, heads, sq, sk, qs[3], vs[3]]
+        op = _core.AttentionOp(dims, strides, float(node.attr("scale", 1.0)), bool(mask), _core.active_isa())
+        ins = [b.read(i) for i in (q, k, v)] + ([b.read(mask)] if mask else [])
+        b.add(op, ins, [b.write(node.outputs[0], layout="plain")], node)
+
+
+register(DOMAIN, ("Attention",), AttentionLowering())
 register(DOMAIN, ("Gelu",), UnaryLowering())
 register(DOMAIN, ("LayerNormalization",), LayerNormLowering())
 
