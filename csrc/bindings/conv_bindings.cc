@@ -87,17 +87,6 @@ ThreadPool* pool_for(int num_threads) {
   return p.get();
 }
 
-Activation parse_activation(const std::string& s) {
-  static const std::map<std::string, Activation> names = {
-      {"none", Activation::kNone},       {"relu", Activation::kRelu},
-      {"clip", Activation::kClip},       {"sigmoid", Activation::kSigmoid},
-      {"hardsigmoid", Activation::kHardSigmoid}, {"hardswish", Activation::kHardSwish},
-      {"silu", Activation::kSilu},       {"tanh", Activation::kTanh}};
-  auto it = names.find(s);
-  if (it == names.end()) throw std::invalid_argument("unknown activation '" + s + "'");
-  return it->second;
-}
-
 std::vector<int> ints(const std::vector<int>& v, size_t n, const char* what) {
   if (v.size() != n) throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(n) + " values");
   return v;
@@ -139,7 +128,7 @@ struct PyConv {
       expect_shape(b, {size_t(p.K)}, "bias");
       bp = b.data;
     }
-    conv = std::make_unique<ConvNchwc>(p, w.data, bp, parse_activation(activation), alpha, beta, isa);
+    conv = std::make_unique<ConvNchwc>(p, w.data, bp, activation_from_name(activation), alpha, beta, isa);
     B = conv->block();
   }
 

@@ -55,19 +55,6 @@ Mat as_matrix(const InArray& a, const char* name) {
   return {static_cast<const float*>(a.data()), static_cast<int>(r), static_cast<int>(c), ld};
 }
 
-Activation parse_activation(const std::string& s) {
-  static const std::map<std::string, Activation> names = {
-      {"none", Activation::kNone},       {"relu", Activation::kRelu},
-      {"clip", Activation::kClip},       {"sigmoid", Activation::kSigmoid},
-      {"hardsigmoid", Activation::kHardSigmoid}, {"hardswish", Activation::kHardSwish},
-      {"silu", Activation::kSilu},       {"tanh", Activation::kTanh}};
-  auto it = names.find(s);
-  if (it == names.end())
-    fail("unknown activation '" + s +
-         "' (expected none, relu, clip, sigmoid, hardsigmoid, hardswish, silu, tanh)");
-  return it->second;
-}
-
 Isa checked_isa(const std::optional<std::string>& name) {
   if (!name) return active_isa();
   const Isa isa = parse_isa(*name);
@@ -95,7 +82,7 @@ nb::object run_gemm(int M, int N, const std::optional<InArray>& bias,
                     const std::optional<InArray>& residual, const std::string& activation,
                     float alpha, float beta, const nb::object& out, F&& compute) {
   Epilogue ep;
-  ep.act = parse_activation(activation);
+  ep.act = activation_from_name(activation);
   ep.alpha = alpha;
   ep.beta = beta;
   if (bias) {

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "bindings/bindings.h"
+#include "kernels/softmax.h"
 #include "ops/kernel_ops.h"
 #include "ops/sparse_ops.h"
 
@@ -72,6 +73,51 @@ void bind_kernel_ops(nb::module_& m) {
            },
            nb::arg("m"), nb::arg("weight"), nb::arg("bias").none(), nb::arg("activation"), nb::arg("alpha"),
            nb::arg("beta"), nb::arg("isa"), nb::arg("has_residual"));
+
+  nb::class_<MatMulOp, Op>(m, "MatMulOp")
+      .def("__init__", [](MatMulOp* self, std::vector<int64_t> a_shape, std::vector<int64_t> b_shape, bool trans_b,
+                          const std::string& isa) {
+        new (self) MatMulOp(a_shape, b_shape, trans_b, parse_isa(isa));
+      }, nb::arg("a_shape"), nb::arg("b_shape"), nb::arg("trans_b"), nb::arg("isa"));
+
+  nb::class_<LayerNormOp, Op>(m, "LayerNormOp")
+      .def("__init__", [](LayerNormOp* self, int64_t rows, int64_t n, float eps, bool has_beta, bool stats,
+                          const std::string& isa) {
+        const Isa i = parse_isa(isa);
+        if (int(i) > int(best_isa()))
+          throw std::invalid_argument("LayerNormOp: ISA " + isa + " is not supported by this CPU");
+        new (self) LayerNormOp(rows, n, eps, has_beta, stats, i);
+      }, nb::arg("rows"), nb::arg("n"), nb::arg("epsilon"), nb::arg("has_beta"), nb::arg("stats"), nb::arg("isa"),
+      "Layer normalisation of each row; with stats the op also writes each row's mean and 1/std.");
+  m.def("norm_variants", [] {
+    std::vector<std::string> v;
+    for (Isa isa : kNormVariants) v.emplace_back(isa_name(isa));
+    return v;
+  }, "Names of every variant of the normalisation family (supported by this CPU or not).");
+
+  nb::class_<AttentionOp, Op>(m, "AttentionOp")
+      .def("__init__", [](AttentionOp* self, std::vector<int> dims, std::vector<int64_t> strides, float scale,
+                          bool has_mask, const std::string& isa) {
+        // dims: B, H, Sq, Sk, D, Dv; strides: (batch, head, row) of q, k, v, out, mask.
+        if (dims.size() != 6 || strides.size() != 15)
+          throw std::invalid_argument("AttentionOp: dims needs 6 values (B, H, Sq, Sk, D, Dv), strides 15 "
+                                      "((batch, head, row) of q, k, v, out, mask)");
+        const Isa i = parse_isa(isa);
+        if (int(i) > int(best_isa())) throw std::invalid_argument("AttentionOp: ISA " + isa + " is not supported by this CPU");
+        AttentionParams p;
+        p.B = dims[0]; p.H = dims[1]; p.Sq = dims[2]; p.Sk = dims[3]; p.D = dims[4]; p.Dv = dims[5];
+        int64_t* dst[15] = {&p.q_batch, &p.q_head, &p.q_row, &p.k_batch, &p.k_head, &p.k_row, &p.v_batch, &p.v_head,
+                            &p.v_row, &p.o_batch, &p.o_head, &p.o_row, &p.m_batch, &p.m_head, &p.m_row};
+        for (int k = 0; k < 15; ++k) *dst[k] = strides[size_t(k)];
+        p.scale = scale;
+        new (self) AttentionOp(p, has_mask, i);
+      }, nb::arg("dims"), nb::arg("strides"), nb::arg("scale"), nb::arg("has_mask"), nb::arg("isa"),
+      "out = softmax(q k^T * scale + mask) v for every (batch, head); operands addressed by strides.");
+  m.def("softmax_variants", [] {
+    std::vector<std::string> v;
+    for (Isa isa : kSoftmaxVariants) v.emplace_back(isa_name(isa));
+    return v;
+  }, "Names of every variant of the row-softmax family (supported by this CPU or not).");
 
   nb::class_<ReorderOp, Op>(m, "ReorderOp")
       .def(nb::init<int, int, int, int, bool>(), nb::arg("n"), nb::arg("c"), nb::arg("hw"), nb::arg("block"),

@@ -50,20 +50,6 @@ bool c_contiguous(const InArray& a) {
   return true;
 }
 
-Activation parse_act(const std::string& s) {
-  static const std::map<std::string, Activation> names = {
-      {"none", Activation::kNone},       {"relu", Activation::kRelu},
-      {"clip", Activation::kClip},       {"sigmoid", Activation::kSigmoid},
-      {"hardsigmoid", Activation::kHardSigmoid}, {"hard_sigmoid", Activation::kHardSigmoid},
-      {"hardswish", Activation::kHardSwish}, {"hard_swish", Activation::kHardSwish},
-      {"silu", Activation::kSilu},       {"tanh", Activation::kTanh}};
-  auto it = names.find(s);
-  if (it == names.end())
-    fail("unknown activation '" + s +
-         "' (expected none, relu, clip, sigmoid, hardsigmoid, hardswish, silu, tanh)");
-  return it->second;
-}
-
 Isa checked_isa(const std::optional<std::string>& name) {
   if (!name) return active_isa();
   const Isa isa = parse_isa(*name);
@@ -215,7 +201,7 @@ void bind_spmm(nb::module_& m) {
         }
 
         Epilogue ep;
-        ep.act = parse_act(activation);
+        ep.act = activation_from_name(activation);
         ep.alpha = alpha;
         ep.beta = beta;
         if (bias) {

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
 
 namespace si {
 namespace {
@@ -41,48 +43,62 @@ void binary_row(const float* a, int64_t sa, const float* b, int64_t sb, float* y
     for (int64_t i = 0; i < n; ++i) y[i] = apply_activation(y[i], act, alpha, beta);
 }
 
+// Broadcast geometry of up to kMaxOperands operands against one output shape: output dims of
+// size 1 dropped, adjacent dims merged where every operand broadcasts (or not) alike; strides
+// in elements, 0 where an operand is broadcast.
+constexpr size_t kMaxOperands = 3;
+
 struct Broadcast {
-  // Collapsed shapes: dims merged where both operands broadcast (or not) the same way.
-  std::vector<int64_t> shape, sa, sb;
+  std::vector<int64_t> shape;
+  std::vector<std::vector<int64_t>> strides;  // [operand][dim]
 };
 
-Broadcast collapse(const std::vector<int64_t>& as, const std::vector<int64_t>& bs,
-                   const std::vector<int64_t>& os) {
-  const size_t r = os.size();
-  if (as.size() != r || bs.size() != r) throw std::invalid_argument("binary: rank mismatch");
+Broadcast collapse(const std::vector<const std::vector<int64_t>*>& ins, const std::vector<int64_t>& os,
+                   const char* what) {
+  const size_t r = os.size(), k = ins.size();
+  for (const auto* s : ins)
+    if (s->size() != r) throw std::invalid_argument(std::string(what) + ": rank mismatch");
   Broadcast out;
+  std::vector<std::vector<int64_t>> flags(k);
   for (size_t d = 0; d < r; ++d) {
     if (os[d] == 1) continue;
-    const bool ba = as[d] == 1, bb = bs[d] == 1;
-    if ((!ba && as[d] != os[d]) || (!bb && bs[d] != os[d])) throw std::invalid_argument("binary: shapes do not broadcast");
-    int64_t fa = ba ? 0 : 1, fb = bb ? 0 : 1;
-    if (!out.shape.empty() && (out.sa.back() != 0) == (fa != 0) && (out.sb.back() != 0) == (fb != 0)) {
+    bool merge = !out.shape.empty();
+    for (size_t j = 0; j < k; ++j) {
+      const int64_t dim = (*ins[j])[d];
+      if (dim != 1 && dim != os[d]) throw std::invalid_argument(std::string(what) + ": shapes do not broadcast");
+      if (merge && (flags[j].back() != 0) != (dim != 1)) merge = false;
+    }
+    if (merge) {
       out.shape.back() *= os[d];
     } else {
       out.shape.push_back(os[d]);
-      out.sa.push_back(fa);
-      out.sb.push_back(fb);
+      for (size_t j = 0; j < k; ++j) flags[j].push_back((*ins[j])[d] != 1 ? 1 : 0);
     }
   }
-  if (out.shape.empty()) { out.shape = {1}; out.sa = {1}; out.sb = {1}; }
+  if (out.shape.empty()) {
+    out.shape = {1};
+    for (size_t j = 0; j < k; ++j) flags[j] = {1};
+  }
   // Turn the 0/1 flags into element strides.
-  int64_t ra = 1, rb = 1;
-  for (size_t d = out.shape.size(); d-- > 0;) {
-    const int64_t fa = out.sa[d], fb = out.sb[d];
-    out.sa[d] = fa ? ra : 0;
-    out.sb[d] = fb ? rb : 0;
-    if (fa) ra *= out.shape[d];
-    if (fb) rb *= out.shape[d];
+  out.strides.assign(k, std::vector<int64_t>(out.shape.size(), 0));
+  for (size_t j = 0; j < k; ++j) {
+    int64_t run = 1;
+    for (size_t d = out.shape.size(); d-- > 0;) {
+      if (flags[j][d]) {
+        out.strides[j][d] = run;
+        run *= out.shape[d];
+      }
+    }
   }
   return out;
 }
 
-template <BinaryKind K>
-void binary_impl(const float* a, const float* b, float* y, const Broadcast& bc, Activation act,
-                 float alpha, float beta, ThreadPool* pool) {
-  const size_t r = bc.shape.size();
+// Calls fn(row, offsets) for every output row (all collapsed dims but the last), offsets[j]
+// being operand j's element offset at the row's start; rows are split into parallel chunks.
+template <class F>
+void for_each_row(const Broadcast& bc, ThreadPool* pool, const F& fn) {
+  const size_t r = bc.shape.size(), k = bc.strides.size();
   const int64_t inner = bc.shape[r - 1];
-  const int64_t ia = bc.sa[r - 1] ? 1 : 0, ib = bc.sb[r - 1] ? 1 : 0;
   int64_t rows = 1;
   for (size_t d = 0; d + 1 < r; ++d) rows *= bc.shape[d];
   const int64_t total = rows * inner;
@@ -90,19 +106,137 @@ void binary_impl(const float* a, const float* b, float* y, const Broadcast& bc, 
   const int64_t tasks = (rows + chunk_rows - 1) / chunk_rows;
   auto work = [&](size_t t) {
     const int64_t r0 = int64_t(t) * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+    int64_t offs[kMaxOperands];
     for (int64_t row = r0; row < r1; ++row) {
-      int64_t rem = row, oa = 0, ob = 0;
+      int64_t rem = row;
+      for (size_t j = 0; j < k; ++j) offs[j] = 0;
       for (size_t d = r - 1; d-- > 0;) {
         const int64_t i = rem % bc.shape[d];
         rem /= bc.shape[d];
-        oa += i * bc.sa[d];
-        ob += i * bc.sb[d];
+        for (size_t j = 0; j < k; ++j) offs[j] += i * bc.strides[j][d];
       }
-      binary_row<K>(a + oa, ia, b + ob, ib, y + row * inner, inner, act, alpha, beta);
+      fn(row, offs);
     }
   };
   if (pool && total > (1 << 16)) pool->parallel_for(size_t(tasks), work);
   else for (int64_t t = 0; t < tasks; ++t) work(size_t(t));
+}
+
+template <BinaryKind K>
+void binary_impl(const float* a, const float* b, float* y, const Broadcast& bc, Activation act,
+                 float alpha, float beta, ThreadPool* pool) {
+  const int64_t inner = bc.shape.back();
+  const int64_t ia = bc.strides[0].back() ? 1 : 0, ib = bc.strides[1].back() ? 1 : 0;
+  for_each_row(bc, pool, [&](int64_t row, const int64_t* offs) {
+    binary_row<K>(a + offs[0], ia, b + offs[1], ib, y + row * inner, inner, act, alpha, beta);
+  });
+}
+
+template <class T>
+bool compare(CompareKind kind, T x, T y) {
+  switch (kind) {
+    case CompareKind::kEqual: return x == y;
+    case CompareKind::kLess: return x < y;
+    case CompareKind::kGreater: return x > y;
+    case CompareKind::kLessOrEqual: return x <= y;
+    case CompareKind::kGreaterOrEqual: return x >= y;
+    case CompareKind::kNotEqual: return x != y;  // NaN != NaN: IsNaN(x) is x != x
+    case CompareKind::kAnd: return (x != T(0)) && (y != T(0));
+    case CompareKind::kOr: return (x != T(0)) || (y != T(0));
+    case CompareKind::kXor: return (x != T(0)) != (y != T(0));
+  }
+  return false;
+}
+
+template <class T, CompareKind K>
+void compare_impl(const T* a, const T* b, uint8_t* y, const Broadcast& bc, ThreadPool* pool) {
+  const int64_t inner = bc.shape.back();
+  const int64_t ia = bc.strides[0].back() ? 1 : 0, ib = bc.strides[1].back() ? 1 : 0;
+  for_each_row(bc, pool, [&](int64_t row, const int64_t* offs) {
+    const T* ar = a + offs[0];
+    const T* br = b + offs[1];
+    uint8_t* yr = y + row * inner;
+    for (int64_t i = 0; i < inner; ++i) yr[i] = compare(K, ar[i * ia], br[i * ib]) ? 1 : 0;
+  });
+}
+
+template <class T>
+void compare_typed(CompareKind kind, const T* a, const T* b, uint8_t* y, const Broadcast& bc, ThreadPool* pool) {
+  switch (kind) {
+    case CompareKind::kEqual: return compare_impl<T, CompareKind::kEqual>(a, b, y, bc, pool);
+    case CompareKind::kLess: return compare_impl<T, CompareKind::kLess>(a, b, y, bc, pool);
+    case CompareKind::kGreater: return compare_impl<T, CompareKind::kGreater>(a, b, y, bc, pool);
+    case CompareKind::kLessOrEqual: return compare_impl<T, CompareKind::kLessOrEqual>(a, b, y, bc, pool);
+    case CompareKind::kGreaterOrEqual: return compare_impl<T, CompareKind::kGreaterOrEqual>(a, b, y, bc, pool);
+    case CompareKind::kNotEqual: return compare_impl<T, CompareKind::kNotEqual>(a, b, y, bc, pool);
+    case CompareKind::kAnd: return compare_impl<T, CompareKind::kAnd>(a, b, y, bc, pool);
+    case CompareKind::kOr: return compare_impl<T, CompareKind::kOr>(a, b, y, bc, pool);
+    case CompareKind::kXor: return compare_impl<T, CompareKind::kXor>(a, b, y, bc, pool);
+  }
+}
+
+// Element types by size, for kernels that only move bits.
+template <size_t N> struct Bits;
+template <> struct Bits<1> { using type = uint8_t; };
+template <> struct Bits<4> { using type = uint32_t; };
+template <> struct Bits<8> { using type = uint64_t; };
+
+template <class T>
+void where_impl(const uint8_t* c, const T* x, const T* y, T* out, const Broadcast& bc, ThreadPool* pool) {
+  const int64_t inner = bc.shape.back();
+  const int64_t ic = bc.strides[0].back() ? 1 : 0, ix = bc.strides[1].back() ? 1 : 0,
+                iy = bc.strides[2].back() ? 1 : 0;
+  for_each_row(bc, pool, [&](int64_t row, const int64_t* offs) {
+    const uint8_t* cr = c + offs[0];
+    const T* xr = x + offs[1];
+    const T* yr = y + offs[2];
+    T* o = out + row * inner;
+    for (int64_t i = 0; i < inner; ++i) o[i] = cr[i * ic] ? xr[i * ix] : yr[i * iy];
+  });
+}
+
+template <class T>
+void expand_impl(const T* x, T* out, const Broadcast& bc, ThreadPool* pool) {
+  const int64_t inner = bc.shape.back();
+  const bool contiguous = bc.strides[0].back() != 0;
+  for_each_row(bc, pool, [&](int64_t row, const int64_t* offs) {
+    T* o = out + row * inner;
+    if (contiguous) std::memcpy(o, x + offs[0], size_t(inner) * sizeof(T));
+    else std::fill(o, o + inner, x[offs[0]]);
+  });
+}
+
+void check_elem_size(size_t elem_size, const char* what) {
+  if (elem_size != 1 && elem_size != 4 && elem_size != 8)
+    throw std::invalid_argument(std::string(what) + ": element size must be 1, 4 or 8 bytes");
+}
+
+template <class To, class From>
+inline To convert(From v) {
+  if constexpr (std::is_same_v<To, bool>) return v != From(0);
+  else return static_cast<To>(v);
+}
+
+template <class From, class To>
+void cast_impl(const From* x, To* y, size_t n, ThreadPool* pool) {
+  const size_t chunk = 1 << 15, tasks = (n + chunk - 1) / chunk;
+  auto work = [&](size_t t) {
+    const size_t i0 = t * chunk, i1 = std::min(n, i0 + chunk);
+    for (size_t i = i0; i < i1; ++i) y[i] = convert<To>(x[i]);
+  };
+  if (pool && n > (1 << 16)) pool->parallel_for(tasks, work);
+  else for (size_t t = 0; t < tasks; ++t) work(t);
+}
+
+// Calls fn(T{}) with a value of the C++ type of `t` (bool for kBool: one byte, 0 or 1).
+template <class F>
+void with_type(DType t, const F& fn) {
+  switch (t) {
+    case DType::kF32: return fn(float{});
+    case DType::kI64: return fn(int64_t{});
+    case DType::kI32: return fn(int32_t{});
+    case DType::kBool: return fn(bool{});
+  }
 }
 
 }  // namespace
@@ -111,7 +245,7 @@ void binary_broadcast(BinaryKind kind, const float* a, const std::vector<int64_t
                       const float* b, const std::vector<int64_t>& b_shape, float* out,
                       const std::vector<int64_t>& out_shape, Activation act, float alpha, float beta,
                       ThreadPool* pool) {
-  const Broadcast bc = collapse(a_shape, b_shape, out_shape);
+  const Broadcast bc = collapse({&a_shape, &b_shape}, out_shape, "binary");
   switch (kind) {
     case BinaryKind::kAdd: return binary_impl<BinaryKind::kAdd>(a, b, out, bc, act, alpha, beta, pool);
     case BinaryKind::kSub: return binary_impl<BinaryKind::kSub>(a, b, out, bc, act, alpha, beta, pool);
@@ -121,6 +255,55 @@ void binary_broadcast(BinaryKind kind, const float* a, const std::vector<int64_t
     case BinaryKind::kMax: return binary_impl<BinaryKind::kMax>(a, b, out, bc, act, alpha, beta, pool);
     case BinaryKind::kMin: return binary_impl<BinaryKind::kMin>(a, b, out, bc, act, alpha, beta, pool);
   }
+}
+
+void compare_broadcast(CompareKind kind, DType type, const void* a, const std::vector<int64_t>& a_shape,
+                       const void* b, const std::vector<int64_t>& b_shape, uint8_t* out,
+                       const std::vector<int64_t>& out_shape, ThreadPool* pool) {
+  const Broadcast bc = collapse({&a_shape, &b_shape}, out_shape, "compare");
+  with_type(type, [&](auto v) {
+    using T = std::conditional_t<std::is_same_v<decltype(v), bool>, uint8_t, decltype(v)>;
+    compare_typed(kind, static_cast<const T*>(a), static_cast<const T*>(b), out, bc, pool);
+  });
+}
+
+void where_broadcast(const uint8_t* cond, const std::vector<int64_t>& cond_shape, const void* x,
+                     const std::vector<int64_t>& x_shape, const void* y, const std::vector<int64_t>& y_shape,
+                     void* out, const std::vector<int64_t>& out_shape, size_t elem_size, ThreadPool* pool) {
+  check_elem_size(elem_size, "where");
+  const Broadcast bc = collapse({&cond_shape, &x_shape, &y_shape}, out_shape, "where");
+  auto run = [&](auto bits) {
+    using T = decltype(bits);
+    where_impl(cond, static_cast<const T*>(x), static_cast<const T*>(y), static_cast<T*>(out), bc, pool);
+  };
+  if (elem_size == 1) run(Bits<1>::type{});
+  else if (elem_size == 4) run(Bits<4>::type{});
+  else run(Bits<8>::type{});
+}
+
+void expand(const void* x, const std::vector<int64_t>& x_shape, void* out, const std::vector<int64_t>& out_shape,
+            size_t elem_size, ThreadPool* pool) {
+  check_elem_size(elem_size, "expand");
+  const Broadcast bc = collapse({&x_shape}, out_shape, "expand");
+  auto run = [&](auto bits) {
+    using T = decltype(bits);
+    expand_impl(static_cast<const T*>(x), static_cast<T*>(out), bc, pool);
+  };
+  if (elem_size == 1) run(Bits<1>::type{});
+  else if (elem_size == 4) run(Bits<4>::type{});
+  else run(Bits<8>::type{});
+}
+
+void cast(const void* x, DType from, void* y, DType to, size_t n, ThreadPool* pool) {
+  // bool is stored as one byte holding 0 or 1, which C++'s bool is on every ABI we target.
+  static_assert(sizeof(bool) == 1, "bool tensors are one byte per element");
+  with_type(from, [&](auto f) {
+    with_type(to, [&](auto t) {
+      using From = decltype(f);
+      using To = decltype(t);
+      cast_impl(static_cast<const From*>(x), static_cast<To*>(y), n, pool);
+    });
+  });
 }
 
 void unary_activation(const float* x, float* y, size_t n, Activation act, float alpha, float beta,
@@ -204,7 +387,7 @@ void copy_strided_block(const float* src, int64_t outer, int64_t inner_src, floa
 }
 
 void reduce(const float* x, float* y, const std::vector<int64_t>& shape,
-            const std::vector<bool>& reduce_axis, bool mean, ThreadPool*) {
+            const std::vector<bool>& reduce_axis, ReduceKind kind, ThreadPool*) {
   const size_t r = shape.size();
   std::vector<int64_t> out_strides(r, 0);
   int64_t out_size = 1, count = 1, total = 1;
@@ -219,14 +402,15 @@ void reduce(const float* x, float* y, const std::vector<int64_t>& shape,
   for (int64_t i = 0; i < total; ++i) {
     int64_t o = 0;
     for (size_t d = 0; d < r; ++d) o += idx[d] * out_strides[d];
-    acc[o] += x[i];
+    acc[o] += kind == ReduceKind::kL2 ? double(x[i]) * x[i] : double(x[i]);
     for (size_t d = r; d-- > 0;) {
       if (++idx[d] < shape[d]) break;
       idx[d] = 0;
     }
   }
-  const double scale = mean && count ? 1.0 / double(count) : 1.0;
-  for (int64_t o = 0; o < out_size; ++o) y[o] = float(acc[o] * scale);
+  const double scale = kind == ReduceKind::kMean && count ? 1.0 / double(count) : 1.0;
+  for (int64_t o = 0; o < out_size; ++o)
+    y[o] = float(kind == ReduceKind::kL2 ? std::sqrt(acc[o]) : acc[o] * scale);
 }
 
 void pad_constant(const float* x, float* y, const std::vector<int64_t>& shape,

@@ -16,6 +16,10 @@ enum class Activation : int {
   kHardSwish = 5,    // x * max(0, min(1, x / 6 + 0.5))
   kSilu = 6,         // x * sigmoid(x)
   kTanh = 7,
+  kGelu = 8,         // x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+  kGeluTanh = 9,     // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+  kErf = 10,         // plain element-wise functions: not fused after a producer by the compiler
+  kSqrt = 11,        // today, but any kernel epilogue can apply them
 };
 
 struct Epilogue {
@@ -36,6 +40,11 @@ inline float apply_activation(float x, Activation act, float alpha, float beta) 
     case Activation::kHardSwish: return x * std::max(0.f, std::min(1.f, x * (1.f / 6.f) + 0.5f));
     case Activation::kSilu: return x / (1.f + std::exp(-x));
     case Activation::kTanh: return std::tanh(x);
+    case Activation::kGelu: return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f));
+    case Activation::kGeluTanh:
+      return 0.5f * x * (1.f + std::tanh(0.79788456080286536f * (x + 0.044715f * x * x * x)));
+    case Activation::kErf: return std::erf(x);
+    case Activation::kSqrt: return std::sqrt(x);
   }
   return x;
 }

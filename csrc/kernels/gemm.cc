@@ -250,4 +250,22 @@ void sgemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb
   gemm_driver(M, N, K, A, lda, bp, isa, C, ldc, ep, pool);
 }
 
+void sgemm_batched(int batch, int M, int N, int K, const float* A, const int64_t* a_offsets, int lda,
+                   const float* B, const int64_t* b_offsets, int ldb, bool trans_b, float* C, int ldc,
+                   const Epilogue& ep, ThreadPool* pool, Isa isa) {
+  if (ep.residual) throw std::invalid_argument("sgemm_batched: a residual is not supported");
+  check_isa(isa);
+  const int threads = pool ? pool->num_threads() : 1;
+  auto one = [&](size_t i, ThreadPool* p) {
+    sgemm(M, N, K, A + a_offsets[i], lda, B + b_offsets[i], ldb, trans_b, C + i * size_t(M) * ldc, ldc, ep, p, isa);
+  };
+  // Whole products per thread when each thread gets at least two (attention: batch x heads
+  // small GEMMs); otherwise every product uses the whole pool.
+  if (threads > 1 && batch >= 2 * threads) {
+    pool->parallel_for(size_t(batch), [&](size_t i) { one(i, nullptr); });
+  } else {
+    for (int i = 0; i < batch; ++i) one(size_t(i), pool);
+  }
+}
+
 }  // namespace si

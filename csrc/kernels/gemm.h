@@ -14,6 +14,7 @@
 // the first K block (so residual may alias C), the activation in the store of the last.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "kernels/epilogue.h"
@@ -58,6 +59,15 @@ void sgemm_packed(int M, int N, int K, const float* A, int lda, const PackedB& B
 // semantics; ldb is the row stride of B as stored (N-ish, or K-ish when trans_b).
 void sgemm(int M, int N, int K, const float* A, int lda, const float* B, int ldb, bool trans_b,
            float* C, int ldc, const Epilogue& ep, ThreadPool* pool, Isa isa);
+
+// `batch` independent products C_i = epilogue(A_i * B_i) (B_i transposed when trans_b), all
+// M x N x K: A_i starts at A + a_offsets[i], B_i at B + b_offsets[i] (offsets in floats, so
+// broadcast batch dims simply repeat an offset), C_i at C + i * M * ldc. ep.bias applies to
+// every product; ep.residual is not supported (must be nullptr). Several products run at once
+// on the pool (one thread each) when there are enough of them, else one after the other.
+void sgemm_batched(int batch, int M, int N, int K, const float* A, const int64_t* a_offsets, int lda,
+                   const float* B, const int64_t* b_offsets, int ldb, bool trans_b, float* C, int ldc,
+                   const Epilogue& ep, ThreadPool* pool, Isa isa);
 
 // Every variant of the family, reference first.
 inline constexpr Isa kGemmVariants[] = {Isa::kPortable, Isa::kAvx2, Isa::kAvx512};

@@ -1,5 +1,6 @@
 #include "ops/basic_ops.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace si {
@@ -17,7 +18,15 @@ void UnaryOp::run(const float* const* in, float* const* out, ThreadPool* pool) c
 }
 
 void SoftmaxOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
-  softmax(in[0], out[0], outer_, axis_, inner_, log_, pool);
+  if (!rows()) return softmax(in[0], out[0], outer_, axis_, inner_, log_, pool);
+  const int64_t chunk = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(axis_, 1));
+  const int64_t tasks = (outer_ + chunk - 1) / chunk;
+  auto work = [&](size_t t) {
+    const int64_t r0 = int64_t(t) * chunk, r1 = std::min(outer_, r0 + chunk);
+    softmax_rows(in[0] + r0 * axis_, axis_, out[0] + r0 * axis_, axis_, r1 - r0, axis_, 1.f, nullptr, 0, isa_);
+  };
+  if (pool && tasks > 1) pool->parallel_for(size_t(tasks), work);
+  else for (int64_t t = 0; t < tasks; ++t) work(size_t(t));
 }
 
 void TransposeOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
@@ -34,7 +43,7 @@ void ConcatOp::run(const float* const* in, float* const* out, ThreadPool*) const
 }
 
 void ReduceOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
-  reduce(in[0], out[0], shape_, axes_, mean_, pool);
+  reduce(in[0], out[0], shape_, axes_, kind_, pool);
 }
 
 void PadOp::run(const float* const* in, float* const* out, ThreadPool*) const {

@@ -1,10 +1,15 @@
 // Plan ops over the conv (NCHWc), GEMM and layout kernel families.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
+#include "kernels/norm.h"
 #include "kernels/reorder.h"
 #include "runtime/plan.h"
 
@@ -56,6 +61,97 @@ class GemmOp : public Op {
   Activation act_;
   float alpha_, beta_;
   bool has_residual_;
+  std::string name_;
+};
+
+// Batched MatMul of two activations, NumPy semantics: a [..., M, K] x b [..., K, N] (b given
+// as [..., N, K] when trans_b) with broadcast batch dims; output [batch..., M, N]. Shapes have
+// rank >= 2 (the compiler promotes 1-D operands) and equal rank (left-padded with 1s).
+class MatMulOp : public Op {
+ public:
+  MatMulOp(const std::vector<int64_t>& a_shape, const std::vector<int64_t>& b_shape, bool trans_b, Isa isa)
+      : trans_b_(trans_b), isa_(isa) {
+    const size_t r = a_shape.size();
+    if (r < 2 || b_shape.size() != r) throw std::invalid_argument("MatMulOp: operands need equal rank >= 2");
+    M_ = int(a_shape[r - 2]);
+    K_ = int(a_shape[r - 1]);
+    N_ = int(trans_b ? b_shape[r - 2] : b_shape[r - 1]);
+    if ((trans_b ? b_shape[r - 1] : b_shape[r - 2]) != K_) throw std::invalid_argument("MatMulOp: inner dims differ");
+    // Offsets of every output batch entry in a and b (broadcast dims repeat an offset).
+    std::vector<int64_t> out_batch;
+    for (size_t d = 0; d + 2 < r; ++d) {
+      if (a_shape[d] != b_shape[d] && a_shape[d] != 1 && b_shape[d] != 1)
+        throw std::invalid_argument("MatMulOp: batch dims do not broadcast");
+      out_batch.push_back(std::max(a_shape[d], b_shape[d]));
+    }
+    int64_t batch = 1;
+    for (int64_t d : out_batch) batch *= d;
+    a_off_.assign(size_t(batch), 0);
+    b_off_.assign(size_t(batch), 0);
+    const int64_t a_mat = int64_t(M_) * K_, b_mat = int64_t(K_) * N_;
+    for (int64_t i = 0; i < batch; ++i) {
+      int64_t rem = i, sa = a_mat, sb = b_mat;
+      for (size_t d = out_batch.size(); d-- > 0;) {
+        const int64_t idx = rem % out_batch[d];
+        rem /= out_batch[d];
+        if (a_shape[d] != 1) a_off_[size_t(i)] += idx * sa;
+        if (b_shape[d] != 1) b_off_[size_t(i)] += idx * sb;
+        sa *= a_shape[d];
+        sb *= b_shape[d];
+      }
+    }
+    name_ = std::string("sgemm_batched_") + isa_name(isa);
+  }
+  void run(const float* const* in, float* const* out, ThreadPool* pool) const override {
+    sgemm_batched(int(a_off_.size()), M_, N_, K_, in[0], a_off_.data(), K_, in[1], b_off_.data(), trans_b_ ? K_ : N_,
+                  trans_b_, out[0], N_, Epilogue(), pool, isa_);
+  }
+  const char* kernel_name() const override { return name_.c_str(); }
+
+ private:
+  int M_ = 0, N_ = 0, K_ = 0;
+  bool trans_b_;
+  Isa isa_;
+  std::vector<int64_t> a_off_, b_off_;
+  std::string name_;
+};
+
+// inputs: x [rows, n], gamma [n], [beta [n]]; outputs: y [rows, n], [mean [rows], rstd [rows]].
+class LayerNormOp : public Op {
+ public:
+  LayerNormOp(int64_t rows, int64_t n, float eps, bool has_beta, bool stats, Isa isa)
+      : rows_(rows), n_(n), eps_(eps), has_beta_(has_beta), stats_(stats), isa_(isa) {
+    name_ = std::string("layer_norm_") + (isa == Isa::kPortable ? "portable" : "avx2");
+  }
+  void run(const float* const* in, float* const* out, ThreadPool* pool) const override {
+    layer_norm(in[0], in[1], has_beta_ ? in[2] : nullptr, out[0], rows_, n_, eps_, isa_, pool,
+               stats_ ? out[1] : nullptr, stats_ ? out[2] : nullptr);
+  }
+  const char* kernel_name() const override { return name_.c_str(); }
+
+ private:
+  int64_t rows_, n_;
+  float eps_;
+  bool has_beta_, stats_;
+  Isa isa_;
+  std::string name_;
+};
+
+// inputs: q, k, v, [mask]; output: out (layouts given by the strides in AttentionParams).
+class AttentionOp : public Op {
+ public:
+  AttentionOp(const AttentionParams& p, bool has_mask, Isa isa) : p_(p), has_mask_(has_mask), isa_(isa) {
+    name_ = std::string("attention_") + (isa == Isa::kPortable ? "portable" : isa_name(isa));
+  }
+  void run(const float* const* in, float* const* out, ThreadPool* pool) const override {
+    attention(p_, in[0], in[1], in[2], has_mask_ ? in[3] : nullptr, out[0], pool, isa_);
+  }
+  const char* kernel_name() const override { return name_.c_str(); }
+
+ private:
+  AttentionParams p_;
+  bool has_mask_;
+  Isa isa_;
   std::string name_;
 };
 

@@ -114,11 +114,11 @@ def test_symbolic_non_batch_dim_needs_input_shapes(rng):
 
 
 def test_unsupported_ops_fall_back_with_a_warning_naming_them(caplog, rng):
-    model = make_model([helper.make_node("Erf", ["x"], ["e"]), helper.make_node("Relu", ["e"], ["y"])],
+    model = make_model([helper.make_node("Sin", ["x"], ["e"]), helper.make_node("Relu", ["e"], ["y"])],
                        [f32("x", [2, 3])], [f32("y", [2, 3])])
     with caplog.at_level("WARNING", logger="sparseinfer"):
         engine = sparseinfer.compile_model(model)
-    assert "Erf" in caplog.text
+    assert "Sin" in caplog.text
     assert [r.native for r in engine.node_report] == [False, True]
     assert engine.fraction_of_native_ops == 0.5
     x = rng.standard_normal((2, 3)).astype(np.float32)

@@ -147,3 +147,40 @@ def test_residual_produced_after_the_conv_keeps_topological_order(rng):
     engine = sparseinfer.compile_model(model)
     x = rng.standard_normal((1, c, 5, 5)).astype(np.float32)
     np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_shape_subgraphs_fold_to_constants(rng):
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape, ConstantOfShape, Range, Cast,
+    Equal/Where on constants, Expand: with static input shapes all of it becomes constants,
+    leaving only the two nodes that touch data."""
+    i64 = lambda v: np.array(v, np.int64)  # noqa: E731
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+        helper.make_node("Gather", ["s", "one"], ["t"], axis=0),
+        helper.make_node("Unsqueeze", ["b", "ax0"], ["bu"]),
+        helper.make_node("Unsqueeze", ["t", "ax0"], ["tu"]),
+        helper.make_node("Concat", ["bu", "tu", "two_four"], ["newshape"], axis=0),
+        helper.make_node("Reshape", ["x", "newshape"], ["y1"]),
+        helper.make_node("Concat", ["bu", "tu"], ["bt"], axis=0),
+        helper.make_node("ConstantOfShape", ["bt"], ["ones"], value=helper.make_tensor("v", 1, [1], [1.0])),
+        helper.make_node("Range", ["zero", "t", "one"], ["pos"]),
+        helper.make_node("Equal", ["pos", "three"], ["eq"]),
+        helper.make_node("Where", ["eq", "neg", "pos_f0"], ["w"]),
+        helper.make_node("Cast", ["pos"], ["pos_f"], to=1),
+        helper.make_node("Add", ["w", "pos_f"], ["wp"]),
+        helper.make_node("Expand", ["wp", "bt"], ["e"]),
+        helper.make_node("Mul", ["e", "ones"], ["eo"]),
+        helper.make_node("Unsqueeze", ["eo", "ax_last"], ["eo3"]),
+        helper.make_node("Add", ["x", "eo3"], ["y2"]),
+    ]
+    inits = {"zero": i64(0), "one": i64(1), "three": i64(3), "ax0": i64([0]), "ax_last": i64([-1]), "two_four": i64([2, 4]),
+             "neg": np.array(-1.0, np.float32), "pos_f0": np.array(0.0, np.float32)}
+    model = make_model(nodes, [f32("x", ["N", "S", 8])], [f32("y1", ["N", "S", 2, 4]), f32("y2", ["N", "S", 8])], inits)
+    graph = optimize(import_onnx(model, {"x": (2, 6, 8)}))
+    assert sorted(n.op for n in graph.nodes) == ["Add", "Reshape"]
+    engine = sparseinfer.compile_model(model, input_shapes={"x": (2, 6, 8)})
+    assert engine.fraction_of_native_ops == 1.0
+    x = rng.standard_normal((2, 6, 8)).astype(np.float32)
+    for got, want in zip(engine.run([x]), ort_run(model, {"x": x})):
+        np.testing.assert_allclose(got, want, rtol=1e-6)

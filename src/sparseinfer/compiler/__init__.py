@@ -13,7 +13,7 @@ import numpy as np
 from sparseinfer import _core
 from sparseinfer.compiler.builder import NativeSegmentPlan, PlanBuilder
 from sparseinfer.compiler.lowering import lowering_for
-from sparseinfer.errors import ExecutionError
+from sparseinfer.errors import ExecutionError, InputError
 from sparseinfer.fallback import FallbackRegion
 from sparseinfer.graph.ir import Graph, Node
 
@@ -118,7 +118,7 @@ class CompiledGraph:
         env: dict[str, np.ndarray] = dict(zip(self.graph.inputs, inputs))
         for seg in self.segments:
             if isinstance(seg, NativeSegmentPlan):
-                args = [np.ascontiguousarray(env[i], dtype=np.float32) for i in seg.inputs]
+                args = [np.ascontiguousarray(env[i], dtype=self.graph.dtypes[i]) for i in seg.inputs]
                 outs = seg.plan.run(args)  # keeps `args`/outputs alive while ops run alone
                 for k, st in enumerate(seg.steps):
                     times = []
@@ -142,12 +142,18 @@ class CompiledGraph:
         return rows
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self._run(inputs)
+        except IndexError as exc:  # a native Gather met an index outside its axis: bad input values
+            raise InputError(str(exc)) from exc
+
+    def _run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self._single is not None:
             return self._single.plan.run(list(inputs))
         env: dict[str, np.ndarray] = dict(zip(self.graph.inputs, inputs))
         for seg in self.segments:
             if isinstance(seg, NativeSegmentPlan):
-                outs = seg.plan.run([np.ascontiguousarray(env[i], dtype=np.float32) for i in seg.inputs])
+                outs = seg.plan.run([np.ascontiguousarray(env[i], dtype=self.graph.dtypes[i]) for i in seg.inputs])
             else:
                 try:
                     outs = seg.run(env)

@@ -17,6 +17,27 @@ from sparseinfer.compiler.memory import Interval, plan_arena
 from sparseinfer.graph.ir import Graph, Node
 
 
+# Element types a plan slot can hold, by the name _core uses. Slots are sized in 4-byte words;
+# values of the other types are stored as raw bytes (see csrc/runtime/dtype.h).
+PLAN_DTYPES: dict[np.dtype, str] = {np.dtype(np.float32): "float32", np.dtype(np.int64): "int64",
+                                    np.dtype(np.int32): "int32", np.dtype(np.bool_): "bool"}
+F32 = np.dtype(np.float32)
+
+
+def words(shape: Sequence[int], dtype: np.dtype = F32) -> int:
+    """4-byte words holding a tensor of ``shape`` and ``dtype``."""
+    n = int(np.prod(shape)) if len(shape) else 1
+    return -(-n * np.dtype(dtype).itemsize // 4)
+
+
+def as_words(arr: np.ndarray) -> np.ndarray:
+    """The raw bytes of ``arr`` as float32 words (zero-padded), for a constant slot."""
+    raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+    padded = np.zeros(-(-raw.size // 4) * 4, np.uint8)
+    padded[:raw.size] = raw
+    return padded.view(np.float32)
+
+
 @dataclass
 class Phys:
     """A physical buffer: one layout of one logical value (or an alias sharing its bytes)."""
@@ -24,9 +45,10 @@ class Phys:
     name: str
     layout: str            # "plain" | "nchwc" | "cnhw" (channel-major: C x N x spatial, for sparse convs)
     shape: tuple[int, ...]  # logical shape
-    size: int              # floats
+    size: int              # 4-byte words
     root: str = ""          # the buffer this one aliases ("" = itself)
     constant: np.ndarray | None = None
+    dtype: np.dtype = F32
 
 
 @dataclass
@@ -62,18 +84,25 @@ class PlanBuilder:
 
     # ---- values ---------------------------------------------------------------------------
     def _new_phys(self, base: str, layout: str, shape: tuple[int, ...], root: str = "",
-                  constant: np.ndarray | None = None) -> str:
+                  constant: np.ndarray | None = None, dtype: np.dtype | None = None) -> str:
         self._counter += 1
         name = f"{base}#{layout}{self._counter}"
-        self.phys[name] = Phys(name, layout, tuple(shape), self.physical_size(shape, layout), root, constant)
+        if dtype is None:
+            dtype = self.graph.dtypes.get(base, F32)
+        dtype = np.dtype(dtype)
+        if dtype not in PLAN_DTYPES:
+            raise TypeError(f"value {base!r} has dtype {dtype}; plans hold {sorted(PLAN_DTYPES.values())}")
+        self.phys[name] = Phys(name, layout, tuple(shape), self.physical_size(shape, layout, dtype), root, constant,
+                               dtype)
         self.views.setdefault(base, {})[layout] = name
         return name
 
-    def physical_size(self, shape: Sequence[int], layout: str) -> int:
+    def physical_size(self, shape: Sequence[int], layout: str, dtype: np.dtype = F32) -> int:
+        """4-byte words of a buffer of ``shape`` in ``layout`` (NCHWc pads channels to the block)."""
         if layout == "nchwc":
             n, c = shape[0], shape[1]
             return int(n * -(-c // self.block) * self.block * int(np.prod(shape[2:])))
-        return int(np.prod(shape)) if len(shape) else 1
+        return words(shape, dtype)
 
     def size(self, phys: str) -> int:
         return self.phys[phys].size
@@ -89,8 +118,8 @@ class PlanBuilder:
         """A physical buffer of ``name`` in one of ``layouts`` (first available, else a reorder
         into layouts[0])."""
         if name not in self.views and name in self.graph.constants:
-            arr = np.ascontiguousarray(self.graph.constants[name], dtype=np.float32)
-            return self._new_phys(name, "plain", arr.shape, constant=arr)
+            arr = np.ascontiguousarray(self.graph.constants[name])
+            return self._new_phys(name, "plain", arr.shape, constant=arr, dtype=arr.dtype)
         have = self.views.get(name)
         if not have:
             raise KeyError(f"value {name!r} has not been produced in this segment")
@@ -106,6 +135,14 @@ class PlanBuilder:
         self.steps.append(Step(self._reorder_op(self.phys[src], target), [src], [dst], None))
         return dst
 
+    def constant(self, base: str, arr: np.ndarray) -> str:
+        """A constant buffer for a value derived at compile time (e.g. broadcast parameters),
+        named ``base``; created once per builder."""
+        if self.has(base, "plain"):
+            return self.views[base]["plain"]
+        arr = np.ascontiguousarray(arr)
+        return self._new_phys(base, "plain", arr.shape, constant=arr, dtype=arr.dtype)
+
     def write(self, name: str, layout: str = "plain", like: str | None = None) -> str:
         if like is not None:
             layout = self.phys[like].layout
@@ -117,7 +154,7 @@ class PlanBuilder:
         """A scratch buffer for one step of ``node`` (arena-planned, live only in that step)."""
         self._counter += 1
         name = f"{node.name}@workspace{self._counter}"
-        self.phys[name] = Phys(name, "plain", (int(floats),), int(floats))
+        self.phys[name] = Phys(name, "plain", (int(floats),), int(floats), dtype=F32)
         return name
 
     def reorder_ops(self, name: str, target: str) -> list[tuple[object, int, int]]:
@@ -140,7 +177,7 @@ class PlanBuilder:
     def alias(self, new: str, src: str, node: Node) -> None:
         base = self.read(src)
         root = self.phys[base].root or base
-        self._new_phys(new, "plain", self.graph.shapes[new], root=root)
+        self._new_phys(new, "plain", self.graph.shapes[new], root=root, dtype=self.phys[base].dtype)
 
     def add(self, op: object, inputs: list[str], outputs: list[str], node: Node | None) -> None:
         self.steps.append(Step(op, inputs, outputs, node))
@@ -212,9 +249,9 @@ class PlanBuilder:
         slot: dict[str, int] = {}
         for name in self.inputs:
             p = self.views[name]["plain"]
-            slot[p] = plan.add_input_slot(self.phys[p].size)
+            slot[p] = plan.add_input_slot(list(self.graph.shapes[name]), PLAN_DTYPES[self.phys[p].dtype])
         for name, p in zip(outputs, out_phys):
-            slot[p] = plan.add_output_slot(list(self.graph.shapes[name]))
+            slot[p] = plan.add_output_slot(list(self.graph.shapes[name]), PLAN_DTYPES[self.phys[p].dtype])
         # Lifetimes of arena buffers, by alias root.
         first: dict[str, int] = {}
         last: dict[str, int] = {}
@@ -241,7 +278,7 @@ class PlanBuilder:
                 const = self.phys[r].constant
                 if const is None:
                     raise RuntimeError(f"internal error: buffer {r} has no slot")
-                slot[r] = plan.add_constant_slot(np.ascontiguousarray(const.reshape(-1), np.float32))
+                slot[r] = plan.add_constant_slot(as_words(const))
             return slot[r]
 
         kernels: dict[str, list[str]] = {}

@@ -58,7 +58,7 @@ def time_op(op: object, input_sizes: Sequence[int], output_size: int, workspace:
     """Median seconds of one run of ``op`` alone on random inputs (outputs and workspace in an
     arena, so no allocation is timed)."""
     plan = _core.Plan(num_threads)
-    ins = [plan.add_input_slot(int(n)) for n in input_sizes]
+    ins = [plan.add_input_slot([int(n)]) for n in input_sizes]
     ws_offset = -(-int(output_size) // 16) * 16
     outs = [plan.add_arena_slot(0, int(output_size))]
     if workspace:

@@ -10,11 +10,11 @@ import numpy as np
 
 from sparseinfer import _core
 from sparseinfer.compiler import kernel_choice
+from sparseinfer.compiler.builder import F32, PLAN_DTYPES
 from sparseinfer.graph.ir import Graph, Node
 from sparseinfer.graph.passes.fuse_epilogue import DOMAIN, activation_of
 
 _STD = ("", "ai.onnx")
-F32 = np.dtype(np.float32)
 
 
 class Lowering:
@@ -33,14 +33,45 @@ def _all_f32(node: Node, graph: Graph, inputs: tuple[int, ...] | None = None) ->
     return all(graph.dtypes.get(n) == F32 for n in names)
 
 
+def _in_plan(names, graph: Graph) -> bool:
+    """Every named value has an element type plan slots can hold."""
+    return all(graph.dtypes.get(n) in PLAN_DTYPES for n in names if n)
+
+
+def _dtype_name(value: str, graph: Graph) -> str:
+    return PLAN_DTYPES[graph.dtypes[value]]
+
+
+def _constant_ints(node: Node, graph: Graph, index: int) -> list[int] | None:
+    """Input ``index`` as a list of ints when it is a constant (None when absent or computed)."""
+    if len(node.inputs) <= index or not node.inputs[index] or node.inputs[index] not in graph.constants:
+        return None
+    return [int(v) for v in np.asarray(graph.constants[node.inputs[index]]).reshape(-1)]
+
+
+def _padded(shape, rank: int) -> list[int]:
+    return [1] * (rank - len(shape)) + list(shape)
+
+
+# Element-wise math that is not an epilogue activation (still one UnaryOp).
+_MATH_UNARY = {"Erf": "erf", "Sqrt": "sqrt"}
+
+
 class UnaryLowering(Lowering):
+    @staticmethod
+    def _function(node, graph):
+        act = activation_of(node, graph)
+        if act is None and node.op in _MATH_UNARY and node.domain in _STD:
+            act = (_MATH_UNARY[node.op], 0.0, 0.0)
+        return act
+
     def supports(self, node, graph):
-        if node.op == "Clip" and activation_of(node, graph) is None:
+        if self._function(node, graph) is None:
             return False
         return _all_f32(node, graph, (0,)) and graph.shapes.get(node.inputs[0]) is not None
 
     def emit(self, b, node):
-        act, alpha, beta = activation_of(node, b.graph)
+        act, alpha, beta = self._function(node, b.graph)
         x = b.read(node.inputs[0], layouts=("nchwc", "plain"))
         y = b.write(node.outputs[0], like=x)
         b.add(_core.UnaryOp(b.size(x), act, alpha, beta), [x], [y], node)
@@ -88,7 +119,7 @@ class SoftmaxLowering(Lowering):
             outer, n, inner = int(np.prod(shape[:axis])), int(np.prod(shape[axis:])), 1
         x = b.read(node.inputs[0])
         y = b.write(node.outputs[0], layout="plain")
-        b.add(_core.SoftmaxOp(outer, n, inner, node.op == "LogSoftmax"), [x], [y], node)
+        b.add(_core.SoftmaxOp(outer, n, inner, node.op == "LogSoftmax", _core.active_isa()), [x], [y], node)
 
 
 class AliasLowering(Lowering):
@@ -100,7 +131,7 @@ class AliasLowering(Lowering):
         if node.op in ("Squeeze", "Unsqueeze") and len(node.inputs) > 1 and node.inputs[1] \
                 and node.inputs[1] not in graph.constants:
             return False
-        return _all_f32(node, graph, (0,))
+        return _in_plan([node.inputs[0], node.outputs[0]], graph)
 
     def emit(self, b, node):
         b.alias(node.outputs[0], node.inputs[0], node)
@@ -108,7 +139,7 @@ class AliasLowering(Lowering):
 
 class IdentityLowering(Lowering):
     def supports(self, node, graph):
-        return _all_f32(node, graph)
+        return _in_plan(node.inputs + node.outputs, graph)
 
     def emit(self, b, node):
         x = b.read(node.inputs[0])
@@ -173,7 +204,8 @@ class ReduceLowering(Lowering):
         x = b.read(node.inputs[0])
         y = b.write(node.outputs[0], layout="plain")
         flags = [d in axes for d in range(len(shape))]
-        b.add(_core.ReduceOp(list(shape), flags, node.op == "ReduceMean"), [x], [y], node)
+        kind = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceL2": "l2"}[node.op]
+        b.add(_core.ReduceOp(list(shape), flags, kind), [x], [y], node)
 
 
 class PadLowering(Lowering):
@@ -219,6 +251,293 @@ for _d in _STD:
     register(_d, ("Concat",), ConcatLowering())
     register(_d, ("ReduceMean", "ReduceSum"), ReduceLowering())
     register(_d, ("Pad",), PadLowering())
+
+
+# ---- transformer encoders: typed ops, indexing, batched MatMul, LayerNormalization ----------
+
+class CastLowering(Lowering):
+    def supports(self, node, graph):
+        return _in_plan(node.inputs + node.outputs, graph)
+
+    def emit(self, b, node):
+        x = b.read(node.inputs[0])
+        y = b.write(node.outputs[0], layout="plain")
+        n = int(np.prod(b.graph.shapes[node.inputs[0]]))
+        b.add(_core.CastOp(n, _dtype_name(node.inputs[0], b.graph), _dtype_name(node.outputs[0], b.graph)),
+              [x], [y], node)
+
+
+_COMPARE = {"Equal": "equal", "Less": "less", "Greater": "greater", "LessOrEqual": "less_or_equal",
+            "GreaterOrEqual": "greater_or_equal", "And": "and", "Or": "or", "Xor": "xor"}
+_FALSE = "@false"  # a constant bool scalar: Not(x) is Equal(x, false)
+
+
+class CompareLowering(Lowering):
+    """Comparisons and logic ops into a bool tensor, one kernel: also Not(x) = (x == false)
+    and IsNaN(x) = (x != x)."""
+
+    @staticmethod
+    def _operands(node):
+        if node.op == "Not":
+            return "equal", (node.inputs[0], _FALSE)
+        if node.op == "IsNaN":
+            return "not_equal", (node.inputs[0], node.inputs[0])
+        return _COMPARE[node.op], tuple(node.inputs)
+
+    def supports(self, node, graph):
+        if not _in_plan(node.inputs + node.outputs, graph) or len(node.inputs) != (1 if node.op in ("Not", "IsNaN") else 2):
+            return False
+        types = {graph.dtypes[i] for i in node.inputs}
+        if node.op in ("And", "Or", "Xor", "Not"):
+            return types == {np.dtype(np.bool_)}
+        if node.op == "IsNaN":
+            return types == {F32}
+        return len(types) == 1
+
+    def emit(self, b, node):
+        g = b.graph
+        kind, (a, c) = self._operands(node)
+        rank = len(g.shapes[node.outputs[0]])
+        ins = [b.read(a), b.read(c) if c != _FALSE else b.constant(_FALSE, np.zeros((), np.bool_))]
+        shape_c = g.shapes[c] if c != _FALSE else ()
+        op = _core.CompareOp(kind, _dtype_name(a, g), _padded(g.shapes[a], rank), _padded(shape_c, rank),
+                             list(g.shapes[node.outputs[0]]))
+        b.add(op, ins, [b.write(node.outputs[0], layout="plain")], node)
+
+
+class WhereLowering(Lowering):
+    def supports(self, node, graph):
+        cond, x, y = node.inputs
+        return (_in_plan(node.inputs + node.outputs, graph) and graph.dtypes[cond] == np.bool_
+                and graph.dtypes[x] == graph.dtypes[y])
+
+    def emit(self, b, node):
+        g = b.graph
+        out_shape = list(g.shapes[node.outputs[0]])
+        rank = len(out_shape)
+        op = _core.WhereOp(*[_padded(g.shapes[i], rank) for i in node.inputs], out_shape,
+                           g.dtypes[node.outputs[0]].itemsize)
+        b.add(op, [b.read(i) for i in node.inputs], [b.write(node.outputs[0], layout="plain")], node)
+
+
+class ExpandLowering(Lowering):
+    def supports(self, node, graph):
+        return _in_plan([node.inputs[0], node.outputs[0]], graph) and node.inputs[1] in graph.constants
+
+    def emit(self, b, node):
+        g = b.graph
+        out_shape = list(g.shapes[node.outputs[0]])
+        op = _core.ExpandOp(_padded(g.shapes[node.inputs[0]], len(out_shape)), out_shape,
+                            g.dtypes[node.outputs[0]].itemsize)
+        b.add(op, [b.read(node.inputs[0])], [b.write(node.outputs[0], layout="plain")], node)
+
+
+class GatherLowering(Lowering):
+    """Gather along one axis (embedding lookups, x[:, 0]); indices int64 or int32, checked."""
+
+    def supports(self, node, graph):
+        data, idx = node.inputs
+        return (_in_plan([data, node.outputs[0]], graph)
+                and graph.dtypes.get(idx) in (np.dtype(np.int64), np.dtype(np.int32)))
+
+    def emit(self, b, node):
+        g = b.graph
+        data, idx = node.inputs
+        shape = g.shapes[data]
+        axis = int(node.attr("axis", 0))
+        axis = axis + len(shape) if axis < 0 else axis
+        op = _core.GatherOp(int(np.prod(shape[:axis])), int(shape[axis]), int(np.prod(shape[axis + 1:])),
+                            g.dtypes[data].itemsize, int(np.prod(g.shapes[idx])), g.dtypes[idx] == np.int32)
+        b.add(op, [b.read(data), b.read(idx)], [b.write(node.outputs[0], layout="plain")], node)
+
+
+def slice_params(node: Node, graph: Graph) -> tuple[list[int], list[int]] | None:
+    """Per-dimension (starts, steps) of a Slice with constant parameters, clamped as ONNX
+    specifies; None when a parameter is computed at run time."""
+    shape = graph.shapes[node.inputs[0]]
+    rank = len(shape)
+    if graph.opset >= 10:
+        starts, ends = _constant_ints(node, graph, 1), _constant_ints(node, graph, 2)
+        if starts is None or ends is None:
+            return None
+        axes = _constant_ints(node, graph, 3)
+        steps = _constant_ints(node, graph, 4)
+        if (len(node.inputs) > 3 and node.inputs[3] and axes is None) or \
+                (len(node.inputs) > 4 and node.inputs[4] and steps is None):
+            return None
+    else:
+        starts, ends = list(node.attr("starts")), list(node.attr("ends"))
+        axes, steps = node.attr("axes"), None
+    axes = list(range(len(starts))) if axes is None else [a + rank if a < 0 else a for a in axes]
+    steps = [1] * len(starts) if steps is None else steps
+    out_starts, out_steps = [0] * rank, [1] * rank
+    for a, st, en, step in zip(axes, starts, ends, steps):
+        d = shape[a]
+        if step == 0:
+            return None
+        st = st + d if st < 0 else st
+        st = min(max(st, 0), d) if step > 0 else min(max(st, 0), d - 1)
+        out_starts[a], out_steps[a] = st, step
+    return out_starts, out_steps
+
+
+class SliceLowering(Lowering):
+    def supports(self, node, graph):
+        return _in_plan([node.inputs[0], node.outputs[0]], graph) and slice_params(node, graph) is not None
+
+    def emit(self, b, node):
+        g = b.graph
+        starts, steps = slice_params(node, g)
+        out_shape = list(g.shapes[node.outputs[0]])
+        op = _core.SliceOp(list(g.shapes[node.inputs[0]]), starts, steps, out_shape, g.dtypes[node.inputs[0]].itemsize)
+        b.add(op, [b.read(node.inputs[0])], [b.write(node.outputs[0], layout="plain")], node)
+
+
+class SplitLowering(Lowering):
+    """Split along one axis; the part sizes are read off the outputs' (static) shapes."""
+
+    def supports(self, node, graph):
+        return _in_plan([node.inputs[0]] + list(node.outputs), graph) and all(node.outputs)
+
+    def emit(self, b, node):
+        g = b.graph
+        shape = g.shapes[node.inputs[0]]
+        axis = int(node.attr("axis", 0))
+        axis = axis + len(shape) if axis < 0 else axis
+        widths = [int(g.shapes[o][axis]) for o in node.outputs]
+        op = _core.SplitOp(int(np.prod(shape[:axis])), widths, int(np.prod(shape[axis + 1:])),
+                           g.dtypes[node.inputs[0]].itemsize)
+        b.add(op, [b.read(node.inputs[0])], [b.write(o, layout="plain") for o in node.outputs], node)
+
+
+def matmul_shapes(a_shape, b_shape) -> tuple[list[int], list[int]]:
+    """NumPy MatMul operand shapes as the batched kernel takes them: 1-D operands promoted,
+    ranks equalised, and batch dims folded into M when b has none (one big GEMM)."""
+    a = [1] + list(a_shape) if len(a_shape) == 1 else list(a_shape)
+    c = list(b_shape) + [1] if len(b_shape) == 1 else list(b_shape)
+    rank = max(len(a), len(c))
+    a, c = _padded(a, rank), _padded(c, rank)
+    if all(d == 1 for d in c[:-2]):
+        a = [1] * (rank - 2) + [int(np.prod(a[:-1])), a[-1]]
+    return a, c
+
+
+class MatMulLowering(Lowering):
+    """MatMul of two activations (attention's QK^T and PV), batched with broadcasting. MatMul
+    with a constant 2-D weight became a FusedGemm (packed weights) before lowering."""
+
+    def supports(self, node, graph):
+        return _all_f32(node, graph) and all(len(graph.shapes[i]) >= 1 for i in node.inputs)
+
+    def emit(self, b, node):
+        g = b.graph
+        a_shape, b_shape = matmul_shapes(g.shapes[node.inputs[0]], g.shapes[node.inputs[1]])
+        op = _core.MatMulOp(a_shape, b_shape, False, _core.active_isa())
+        b.add(op, [b.read(i) for i in node.inputs], [b.write(node.outputs[0], layout="plain")], node)
+
+
+class LayerNormLowering(Lowering):
+    """ONNX LayerNormalization (and ours, fused from its decomposition for opsets < 17):
+    normalise over the axes from ``axis`` on; optionally also the Mean and InvStdDev outputs."""
+
+    def supports(self, node, graph):
+        if not _all_f32(node, graph):
+            return False
+        shape = graph.shapes[node.inputs[0]]
+        axis = int(node.attr("axis", -1))
+        axis = axis + len(shape) if axis < 0 else axis
+        norm = tuple(shape[axis:])
+        for i in node.inputs[1:3]:
+            if not i:
+                continue
+            if i in graph.constants:
+                try:
+                    np.broadcast_to(graph.constants[i], norm)
+                except ValueError:
+                    return False
+            elif int(np.prod(graph.shapes[i])) != int(np.prod(norm)):
+                return False
+        return 0 <= axis < len(shape) and int(np.prod(norm)) >= 1
+
+    def emit(self, b, node):
+        g = b.graph
+        shape = g.shapes[node.inputs[0]]
+        axis = int(node.attr("axis", -1))
+        axis = axis + len(shape) if axis < 0 else axis
+        n = int(np.prod(shape[axis:]))
+        params = []
+        for i in node.inputs[1:3]:
+            if not i:
+                continue
+            if i in g.constants:
+                full = np.broadcast_to(np.asarray(g.constants[i], np.float32), shape[axis:]).reshape(-1)
+                params.append(b.constant(i + "@full", np.ascontiguousarray(full)))
+            else:
+                params.append(b.read(i))
+        stats = any(node.outputs[1:])
+        op = _core.LayerNormOp(int(np.prod(shape[:axis])), n, float(node.attr("epsilon", 1e-5)),
+                               len(params) == 2, stats, _core.active_isa())
+        outs = [b.write(node.outputs[0], layout="plain")]
+        if stats:  # the op writes both; an unused one gets a scratch buffer
+            outs += [b.write(o, layout="plain") if o else b.workspace(node, int(np.prod(shape[:axis])))
+                     for o in (list(node.outputs) + ["", ""])[1:3]]
+        b.add(op, [b.read(node.inputs[0])] + params, outs, node)
+
+
+for _d in _STD:
+    register(_d, ("Erf", "Sqrt", "Gelu"), UnaryLowering())
+    register(_d, ("Cast",), CastLowering())
+    register(_d, tuple(_COMPARE) + ("Not", "IsNaN"), CompareLowering())
+    register(_d, ("Where",), WhereLowering())
+    register(_d, ("Expand",), ExpandLowering())
+    register(_d, ("Gather",), GatherLowering())
+    register(_d, ("Slice",), SliceLowering())
+    register(_d, ("Split",), SplitLowering())
+    register(_d, ("MatMul",), MatMulLowering())
+    register(_d, ("LayerNormalization",), LayerNormLowering())
+    register(_d, ("ReduceL2",), ReduceLowering())
+
+
+def _head_strides(shape, layout: str) -> tuple[int, int, int]:
+    """(batch, head, row) strides in floats of a [B, S, H, D] ("bshd") or [B, H, S, D] tensor."""
+    if layout == "bshd":
+        _, s, h, d = shape
+        return s * h * d, d, h * d
+    _, h, s, d = shape
+    return h * s * d, s * d, d
+
+
+class AttentionLowering(Lowering):
+    """Our fused Attention (graph/passes/fuse_attention.py): one kernel for every head."""
+
+    def supports(self, node, graph):
+        return _all_f32(node, graph) and all(len(graph.shapes[i]) == 4 for i in node.inputs[:3])
+
+    def emit(self, b, node):
+        g = b.graph
+        q, k, v = node.inputs[:3]
+        mask = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3] else ""
+        lay = {n: node.attr(f"{n}_layout") for n in ("q", "k", "v", "out")}
+        qs, ks, vs = g.shapes[q], g.shapes[k], g.shapes[v]
+        batch, heads = qs[0], qs[2] if lay["q"] == "bshd" else qs[1]
+        sq = qs[1] if lay["q"] == "bshd" else qs[2]
+        sk = ks[1] if lay["k"] == "bshd" else ks[2]
+        strides = [*_head_strides(qs, lay["q"]), *_head_strides(ks, lay["k"]), *_head_strides(vs, lay["v"]),
+                   *_head_strides(g.shapes[node.outputs[0]], lay["out"])]
+        if mask:
+            mb, mh, mq, _ = _padded(g.shapes[mask], 4)
+            strides += [mh * mq * sk if mb > 1 else 0, mq * sk if mh > 1 else 0, sk if mq > 1 else 0]
+        else:
+            strides += [0, 0, 0]
+        dims = [batch, heads, sq, sk, qs[3], vs[3]]
+        op = _core.AttentionOp(dims, strides, float(node.attr("scale", 1.0)), bool(mask), _core.active_isa())
+        ins = [b.read(i) for i in (q, k, v)] + ([b.read(mask)] if mask else [])
+        b.add(op, ins, [b.write(node.outputs[0], layout="plain")], node)
+
+
+register(DOMAIN, ("Attention",), AttentionLowering())
+register(DOMAIN, ("Gelu",), UnaryLowering())
+register(DOMAIN, ("LayerNormalization",), LayerNormLowering())
 
 
 def lowering_for(node: Node, graph: Graph) -> Lowering | None:

@@ -6,7 +6,10 @@ from sparseinfer.graph.ir import Graph, remove_unused
 from sparseinfer.graph.passes.eliminate import eliminate_identities
 from sparseinfer.graph.passes.fold_batchnorm import fold_batchnorm
 from sparseinfer.graph.passes.fold_constants import fold_constants
+from sparseinfer.graph.passes.fuse_attention import fuse_attention
 from sparseinfer.graph.passes.fuse_epilogue import fuse_epilogues
+from sparseinfer.graph.passes.fuse_gelu import fuse_gelu
+from sparseinfer.graph.passes.fuse_layernorm import fuse_layernorm
 from sparseinfer.graph.passes.infer_shapes import infer_shapes
 
 
@@ -19,9 +22,12 @@ def optimize(graph: Graph) -> Graph:
         if len(graph.nodes) == before:
             break
     graph = fold_batchnorm(graph)
+    graph = fuse_layernorm(graph)
+    graph = fuse_gelu(graph)  # before the epilogues: a GEMM absorbs the fused Gelu
+    graph = fuse_attention(graph)
     graph = fuse_epilogues(graph)
     return remove_unused(graph)
 
 
-__all__ = ["optimize", "eliminate_identities", "fold_constants", "fold_batchnorm", "fuse_epilogues", "infer_shapes",
-           "remove_unused"]
+__all__ = ["optimize", "eliminate_identities", "fold_constants", "fold_batchnorm", "fuse_layernorm", "fuse_gelu", "fuse_attention",
+           "fuse_epilogues", "infer_shapes", "remove_unused"]

@@ -18,6 +18,10 @@ _STD = ("", "ai.onnx")
 
 def activation_of(node: Node, graph: Graph) -> tuple[str, float, float] | None:
     """(name, alpha, beta) if ``node`` is an activation the kernels can apply in an epilogue."""
+    if node.op == "Gelu" and (node.domain in _STD or node.domain == DOMAIN):
+        # ONNX Gelu (opset 20) and ours (graph/passes/fuse_gelu.py) share the attribute.
+        approximate = node.attr("approximate", "none")
+        return {"none": ("gelu", 0.0, 0.0), "tanh": ("gelu_tanh", 0.0, 0.0)}.get(approximate)
     if node.domain not in _STD:
         return None
     if node.op == "Relu":
@@ -92,9 +96,12 @@ def fuse_epilogues(graph: Graph) -> Graph:
         out = node.outputs[0]
         bias_name = inputs[2] if len(inputs) > 2 else ""
         residual = ""
-        # Add: a per-channel constant joins the bias; a same-shape tensor is the residual.
+        # Add: a per-channel constant joins the bias; a same-shape tensor is the residual (a
+        # transformer's output projection has both: + bias, then + the skip connection).
         nxt = _single_use(out, graph, consumers, dropped | set(replacement))
-        if nxt is not None and nxt.op == "Add" and nxt.domain in _STD:
+        for _ in range(2):
+            if nxt is None or nxt.op != "Add" or nxt.domain not in _STD:
+                break
             other = nxt.inputs[1] if nxt.inputs[0] == out else nxt.inputs[0]
             channels = _out_channels(fused_op, inputs, graph, constants)
             per_channel = _as_channel_vector(other, graph, shapes[out], fused_op, channels)
@@ -103,15 +110,14 @@ def fuse_epilogues(graph: Graph) -> Graph:
                 bias_name = graph.fresh_name(node.name + "_bias")
                 constants[bias_name] = bias.astype(np.float32)
                 shapes[bias_name], dtypes[bias_name] = bias.shape, np.dtype(np.float32)
-                dropped.add(id(nxt))
-                out = nxt.outputs[0]
-                nxt = _single_use(out, graph, consumers, dropped | set(replacement))
-            elif (other not in graph.constants and graph.shapes.get(other) == shapes[out]
-                  and dtypes.get(other) == np.float32):
+            elif (not residual and other not in graph.constants and graph.shapes.get(other) == shapes[out]
+                  and dtypes.get(other) == np.float32 and other != out):
                 residual = other
-                dropped.add(id(nxt))
-                out = nxt.outputs[0]
-                nxt = _single_use(out, graph, consumers, dropped | set(replacement))
+            else:
+                break
+            dropped.add(id(nxt))
+            out = nxt.outputs[0]
+            nxt = _single_use(out, graph, consumers, dropped | set(replacement))
         act = ("none", 0.0, 0.0)
         if nxt is not None and activation_of(nxt, graph) is not None:
             act = activation_of(nxt, graph)
