@@ -167,6 +167,10 @@ void bind_plan(nb::module_& m) {
         p.plan.add_op(std::move(op), std::move(in), std::move(out));
       })
       .def("run", &run_plan)
+      .def("run_timed", [](PyPlan& p) {
+        nb::gil_scoped_release release;
+        return p.plan.run_timed();
+      })
       .def("run_single", [](PyPlan& p, size_t i) {
         nb::gil_scoped_release release;
         p.plan.run_single(i);

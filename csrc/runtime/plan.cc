@@ -1,5 +1,7 @@
 #include "runtime/plan.h"
 
+#include <chrono>
+
 #include <stdexcept>
 #include <utility>
 
@@ -86,6 +88,18 @@ void Plan::run(const float* const* inputs, float* const* outputs) {
   bind(inputs, outputs);
   for (size_t i = 0; i < steps_.size(); ++i)
     steps_[i].op->run(step_in_[i].data(), step_out_[i].data(), pool_.get());
+}
+
+std::vector<double> Plan::run_timed() {
+  std::lock_guard<std::mutex> lock(run_mu_);
+  if (step_in_.size() != steps_.size()) throw std::out_of_range("run_timed before run");
+  std::vector<double> seconds(steps_.size());
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    steps_[i].op->run(step_in_[i].data(), step_out_[i].data(), pool_.get());
+    seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return seconds;
 }
 
 void Plan::run_single(size_t i) {

@@ -50,6 +50,9 @@ class Plan {
 
   // Run only op i (for per-layer profiling); slots must have been filled by a run before.
   void run_single(size_t i);
+  // Every op again, in order, on the slots of the last run: seconds per op, each measured in
+  // the context of a whole run (caches as the previous ops left them).
+  std::vector<double> run_timed();
 
  private:
   struct Slot {
