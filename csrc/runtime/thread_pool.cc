@@ -135,15 +135,7 @@ void ThreadPool::parallel_for(size_t num_tasks, TaskRef fn) {
   }
   wake_.notify_all();
   run_tasks();
-  // Workers are usually a task's length away; if one was descheduled (a busy machine), yield
-  // the core rather than spin it away.
-  for (int spins = 0; active_workers_.load(std::memory_order_acquire) != 0; ++spins) {
-    if (spins < 20000) {
-      cpu_relax();
-    } else {
-      std::this_thread::yield();
-    }
-  }
+  while (active_workers_.load(std::memory_order_acquire) != 0) cpu_relax();
   fn_ = nullptr;
 }
 
