@@ -168,17 +168,41 @@ def _collect_types(model: onnx.ModelProto) -> tuple[dict[str, tuple[int, ...]], 
     return shapes, dtypes
 
 
+# Initializers above this many elements enter shape inference by type and shape only (see
+# passes/infer_shapes.py, which does the same for the IR's constants).
+MAX_VALUE_ELEMENTS = 4096
+
+
+def _without_large_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy for shape inference where weights are declared graph inputs instead of data:
+    inference needs only the values of small tensors (shapes, axes), and serialising the
+    weights for it dominates the import of large models."""
+    light = onnx.ModelProto()
+    light.CopyFrom(model)
+    g = light.graph
+    keep = []
+    for t in g.initializer:
+        if int(np.prod(t.dims)) > MAX_VALUE_ELEMENTS:
+            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        else:
+            keep.append(t)
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return light
+
+
 def import_onnx(proto: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]]) -> Graph:
     """Builds the IR for concrete input shapes; every value gets a static shape and dtype."""
     fixed = _with_fixed_inputs(proto, input_shapes)
     try:
-        inferred = shape_inference.infer_shapes(fixed, check_type=False, strict_mode=False, data_prop=True)
+        inferred = shape_inference.infer_shapes(_without_large_initializers(fixed), check_type=False,
+                                                strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - fall back to probing every value below
         inferred = fixed
     shapes, dtypes = _collect_types(inferred)
     g = inferred.graph
 
-    constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in fixed.graph.initializer}
     nodes: list[Node] = []
     for i, n in enumerate(g.node):
         attrs = {a.name: _attr_value(a) for a in n.attribute}
