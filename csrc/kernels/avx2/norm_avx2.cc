@@ -5,17 +5,11 @@
 
 #include <cmath>
 
+#include "kernels/avx2/vec_math.h"
 #include "kernels/norm.h"
 
 namespace si {
 namespace {
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 inline __m256i tail_mask(int64_t rem) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(rem)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -40,7 +34,7 @@ void layer_norm_rows_avx2(const float* x, const float* gamma, const float* beta,
     }
     for (; i < n8; i += 8) s0 = _mm256_add_ps(s0, _mm256_loadu_ps(xr + i));
     if (i < n) s1 = _mm256_add_ps(s1, _mm256_maskload_ps(xr + i, mask));
-    const float mean = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) / float(n);
+    const float mean = avx2::hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) / float(n);
     const __m256 vm = _mm256_set1_ps(mean);
 
     s0 = s1 = s2 = s3 = _mm256_setzero_ps();
@@ -64,7 +58,7 @@ void layer_norm_rows_avx2(const float* x, const float* gamma, const float* beta,
       const __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(xr + i, mask), vm), _mm256_castsi256_ps(mask));
       s1 = _mm256_fmadd_ps(d, d, s1);
     }
-    const float var = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) / float(n);
+    const float var = avx2::hsum_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) / float(n);
     const float rs = 1.f / std::sqrt(var + eps);
     const __m256 rstd = _mm256_set1_ps(rs);
     if (mean_out) mean_out[r] = mean;

@@ -8,24 +8,6 @@
 #include "kernels/softmax.h"
 
 namespace si {
-namespace {
-
-inline float hmax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-}  // namespace
-
 void softmax_rows_avx2(const float* x, int64_t ldx, float* y, int64_t ldy, int64_t rows, int64_t n, float scale,
                        const float* mask, int64_t mask_ld) {
   const int64_t n8 = n / 8 * 8;
@@ -50,7 +32,7 @@ void softmax_rows_avx2(const float* x, int64_t ldx, float* y, int64_t ldy, int64
       _mm256_maskstore_ps(yr + i, tail, v);
       vmax = _mm256_max_ps(vmax, _mm256_blendv_ps(neg_inf, v, _mm256_castsi256_ps(tail)));
     }
-    const __m256 m = _mm256_set1_ps(hmax(vmax));
+    const __m256 m = _mm256_set1_ps(avx2::hmax_ps(vmax));
     __m256 vsum = _mm256_setzero_ps();
     for (i = 0; i < n8; i += 8) {
       const __m256 e = avx2::exp_ps(_mm256_sub_ps(_mm256_loadu_ps(yr + i), m));
@@ -62,7 +44,7 @@ void softmax_rows_avx2(const float* x, int64_t ldx, float* y, int64_t ldy, int64
       _mm256_maskstore_ps(yr + i, tail, e);
       vsum = _mm256_add_ps(vsum, _mm256_and_ps(e, _mm256_castsi256_ps(tail)));
     }
-    const __m256 inv = _mm256_set1_ps(1.f / hsum(vsum));
+    const __m256 inv = _mm256_set1_ps(1.f / avx2::hsum_ps(vsum));
     for (i = 0; i < n8; i += 8) _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_loadu_ps(yr + i), inv));
     if (i < n) _mm256_maskstore_ps(yr + i, tail, _mm256_mul_ps(_mm256_maskload_ps(yr + i, tail), inv));
   }

@@ -147,8 +147,9 @@ def _attr_value(attr: onnx.AttributeProto) -> Any:
 
 # Initializers with more elements than this go into shape inference as typed inputs without
 # their data: inference only needs their shapes (small ones keep their values, which data
-# propagation may read, e.g. a Reshape's target shape).
-_INFERENCE_MAX_CONST_ELEMENTS = 1024
+# propagation may read, e.g. a Reshape's target shape). passes/infer_shapes.py does the same
+# for the IR's constants.
+MAX_VALUE_ELEMENTS = 4096
 
 
 def _with_fixed_inputs(proto: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]) -> onnx.ModelProto:
@@ -165,7 +166,7 @@ def _with_fixed_inputs(proto: onnx.ModelProto, shapes: Mapping[str, tuple[int, .
     listed = {vi.name for vi in g.input}
     for t in proto.graph.initializer:
         numel = int(np.prod(t.dims)) if len(t.dims) else 1
-        if numel <= _INFERENCE_MAX_CONST_ELEMENTS or t.data_location == onnx.TensorProto.EXTERNAL:
+        if numel <= MAX_VALUE_ELEMENTS or t.data_location == onnx.TensorProto.EXTERNAL:
             g.initializer.add().CopyFrom(t)
         elif t.name not in listed:
             g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))

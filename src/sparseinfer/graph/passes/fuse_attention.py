@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparseinfer.graph.ir import Graph, Node, remove_unused
+from sparseinfer.graph.ir import Graph, Node
 from sparseinfer.graph.passes.fuse_epilogue import DOMAIN
-from sparseinfer.graph.passes.match import is_op, replace_nodes, scalar, sole_consumer
+from sparseinfer.graph.passes.match import apply_matches, is_op, scalar, sole_consumer
 
 BSHD_TO_BHSD = [0, 2, 1, 3]
 
@@ -115,18 +115,4 @@ def _match(mm2: Node, graph: Graph, consumers, producers):
 
 def fuse_attention(graph: Graph) -> Graph:
     consumers, producers = graph.consumers(), graph.producers()
-    removed: set[int] = set()
-    placed: dict[int, Node] = {}
-    order = {id(n): k for k, n in enumerate(graph.nodes)}
-    for node in graph.nodes:
-        if id(node) in removed:
-            continue
-        found = _match(node, graph, consumers, producers)
-        if found is None or any(id(n) in removed for n in found[1]):
-            continue
-        fused, nodes = found
-        removed.update(id(n) for n in nodes)
-        placed[id(max(nodes, key=lambda n: order[id(n)]))] = fused
-    if not placed:
-        return graph
-    return remove_unused(replace_nodes(graph, removed, placed))
+    return apply_matches(graph, lambda node: _match(node, graph, consumers, producers))

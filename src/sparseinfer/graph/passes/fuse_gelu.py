@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 
-from sparseinfer.graph.ir import Graph, Node, remove_unused
+from sparseinfer.graph.ir import Graph, Node
 from sparseinfer.graph.passes.fuse_epilogue import DOMAIN
-from sparseinfer.graph.passes.match import is_op, near, other_input, replace_nodes, scalar, sole_consumer
+from sparseinfer.graph.passes.match import apply_matches, is_op, near, other_input, scalar, sole_consumer
 
 SQRT2 = math.sqrt(2.0)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -88,7 +88,9 @@ def _outer(a: str, x: str, graph: Graph, consumers, producers) -> tuple[str, lis
     return None
 
 
-def _match(fn: Node, graph: Graph, consumers, producers) -> tuple[str, str, list[Node]] | None:
+def _match(fn: Node, graph: Graph, consumers, producers) -> tuple[Node, list[Node]] | None:
+    if not is_op(fn, "Erf", "Tanh"):
+        return None
     inner = _inner(fn, graph, producers)
     if inner is None:
         return None
@@ -109,26 +111,11 @@ def _match(fn: Node, graph: Graph, consumers, producers) -> tuple[str, str, list
         if n.outputs[0] != out and (n.outputs[0] in graph.outputs or
                                     any(id(c) not in inside for c in consumers.get(n.outputs[0], []))):
             return None
-    return x, out, nodes
+    fused = Node("Gelu", (x,), (out,), {"approximate": "none" if fn.op == "Erf" else "tanh"},
+                 name=fn.name + "_gelu", domain="" if graph.opset >= 20 else DOMAIN)
+    return fused, nodes
 
 
 def fuse_gelu(graph: Graph) -> Graph:
     consumers, producers = graph.consumers(), graph.producers()
-    removed: set[int] = set()
-    placed: dict[int, Node] = {}
-    order = {id(n): k for k, n in enumerate(graph.nodes)}
-    for node in graph.nodes:
-        if not is_op(node, "Erf", "Tanh") or id(node) in removed:
-            continue
-        found = _match(node, graph, consumers, producers)
-        if found is None or any(id(n) in removed for n in found[2]):
-            continue
-        x, out, nodes = found
-        domain = "" if graph.opset >= 20 else DOMAIN
-        fused = Node("Gelu", (x,), (out,), {"approximate": "none" if node.op == "Erf" else "tanh"},
-                     name=node.name + "_gelu", domain=domain)
-        removed.update(id(n) for n in nodes)
-        placed[id(max(nodes, key=lambda n: order[id(n)]))] = fused
-    if not placed:
-        return graph
-    return remove_unused(replace_nodes(graph, removed, placed))
+    return apply_matches(graph, lambda node: _match(node, graph, consumers, producers))

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sparseinfer.graph.ir import Graph, Node, remove_unused
+from sparseinfer.graph.ir import Graph, Node
 from sparseinfer.graph.passes.fuse_epilogue import DOMAIN
-from sparseinfer.graph.passes.match import is_op, other_input, replace_nodes, scalar, sole_consumer
+from sparseinfer.graph.passes.match import apply_matches, is_op, other_input, scalar, sole_consumer
 
 
 def _reduce_axes(node: Node, graph: Graph) -> list[int] | None:
@@ -97,17 +97,12 @@ def _match(mean: Node, graph: Graph, consumers) -> tuple[dict, list[Node]] | Non
 def fuse_layernorm(graph: Graph) -> Graph:
     consumers = graph.consumers()
     constants, shapes, dtypes = dict(graph.constants), dict(graph.shapes), dict(graph.dtypes)
-    removed: set[int] = set()
-    placed: dict[int, Node] = {}
-    for node in graph.nodes:
-        if id(node) in removed or not is_op(node, "ReduceMean"):
-            continue
-        found = _match(node, graph, consumers)
+
+    def fuse(node: Node) -> tuple[Node, list[Node]] | None:
+        found = _match(node, graph, consumers) if is_op(node, "ReduceMean") else None
         if found is None:
-            continue
+            return None
         f, nodes = found
-        if any(id(n) in removed for n in nodes):
-            continue
         gamma = f["gamma"]
         if gamma is None:  # the op's scale input is required
             gamma = graph.fresh_name(node.name + "_ones")
@@ -116,11 +111,8 @@ def fuse_layernorm(graph: Graph) -> Graph:
             constants[gamma] = np.ones(f["norm_shape"], np.float32)
             shapes[gamma], dtypes[gamma] = f["norm_shape"], np.dtype(np.float32)
         inputs = (f["x"], gamma) + ((f["beta"],) if f["beta"] else ())
-        domain = "" if graph.opset >= 17 else DOMAIN
         fused = Node("LayerNormalization", inputs, (f["out"],), {"axis": f["axis"], "epsilon": f["eps"]},
-                     name=node.name + "_layernorm", domain=domain)
-        removed.update(id(n) for n in nodes)
-        placed[id(nodes[-1])] = fused
-    if not placed:
-        return graph
-    return remove_unused(replace_nodes(graph, removed, placed, constants=constants, shapes=shapes, dtypes=dtypes))
+                     name=node.name + "_layernorm", domain="" if graph.opset >= 17 else DOMAIN)
+        return fused, nodes
+
+    return apply_matches(graph, fuse, constants=constants, shapes=shapes, dtypes=dtypes)

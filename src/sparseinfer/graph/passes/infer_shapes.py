@@ -8,18 +8,24 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from sparseinfer.graph.ir import Graph, min_ir_version
+from sparseinfer.graph.onnx_import import MAX_VALUE_ELEMENTS
 
 
 def infer_shapes(graph: Graph) -> Graph:
     missing = [o for n in graph.nodes for o in n.outputs if o and (o not in graph.shapes or o not in graph.dtypes)]
     if not missing or any(n.domain not in ("", "ai.onnx") for n in graph.nodes):
         return graph
+    # Only small constants (shapes, axes, scalars) carry their values: inference propagates
+    # those; weights are declared by type and shape, which is all it needs of them (and
+    # serialising hundreds of MB of weights per call is most of a BERT's compile time).
+    small = {k: v for k, v in graph.constants.items() if np.asarray(v).size <= MAX_VALUE_ELEMENTS}
+    declared = list(graph.inputs) + [k for k in graph.constants if k not in small]
     g = helper.make_graph(
         [n.to_proto() for n in graph.nodes], "infer",
         inputs=[helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(graph.dtypes[i]),
-                                              list(graph.shapes[i])) for i in graph.inputs],
+                                              list(graph.shapes[i])) for i in declared],
         outputs=[onnx.ValueInfoProto(name=o) for o in graph.outputs],
-        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in graph.constants.items()])
+        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in small.items()])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in graph.opset_imports])
     model.ir_version = min_ir_version(graph)
     try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
-from sparseinfer.graph.ir import Graph, Node
+from sparseinfer.graph.ir import Graph, Node, remove_unused
 
 STD = ("", "ai.onnx")
 
@@ -40,13 +42,24 @@ def other_input(node: Node, value: str) -> str | None:
     return node.inputs[1] if node.inputs[0] == value else node.inputs[0]
 
 
-def replace_nodes(graph: Graph, removed: set[int], placed: dict[int, Node], **changes) -> Graph:
-    """The graph without the nodes whose id is in ``removed``, with ``placed[id]`` put where
-    that (removed) node stood, and other fields changed as given."""
-    nodes = []
-    for n in graph.nodes:
-        if id(n) in placed:
-            nodes.append(placed[id(n)])
-        elif id(n) not in removed:
-            nodes.append(n)
-    return graph.replace(nodes=tuple(nodes), **changes)
+def apply_matches(graph: Graph, match: Callable[[Node], tuple[Node, list[Node]] | None], **changes) -> Graph:
+    """Calls ``match`` on every node in order; each (fused node, matched nodes) it returns
+    replaces the matched nodes, the fused node standing where the last of them stood (its
+    inputs are all computed by then). A match overlapping an earlier one is dropped. Other
+    graph fields change as given (e.g. constants the matcher added)."""
+    order = {id(n): k for k, n in enumerate(graph.nodes)}
+    removed: set[int] = set()
+    placed: dict[int, Node] = {}
+    for node in graph.nodes:
+        if id(node) in removed:
+            continue
+        found = match(node)
+        if found is None or any(id(n) in removed for n in found[1]):
+            continue
+        fused, nodes = found
+        removed.update(id(n) for n in nodes)
+        placed[id(max(nodes, key=lambda n: order[id(n)]))] = fused
+    if not placed:
+        return graph
+    kept = tuple(placed.get(id(n), n) for n in graph.nodes if id(n) in placed or id(n) not in removed)
+    return remove_unused(graph.replace(nodes=kept, **changes))
