@@ -15,6 +15,7 @@ from sparseinfer.zoo.architectures.bert import (  # noqa: E402
     bert_base,
     distilbert,
     minilm_l6,
+    minilm_l6_tokenizer,
     minilm_l6_tokenizer_path,
 )
 from sparseinfer.zoo.architectures.mlp import mlp6  # noqa: E402
@@ -185,11 +186,7 @@ def test_minilm_key_mapping_is_checked(minilm_file_tensors):
 
 
 def _tokenize(sentences: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from tokenizers import Tokenizer
-    tok = Tokenizer.from_file(str(minilm_l6_tokenizer_path()))
-    tok.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest, as sentence-transformers
-    tok.enable_truncation(max_length=256)  # sentence_bert_config.json max_seq_length
-    enc = tok.encode_batch(sentences)
+    enc = minilm_l6_tokenizer().encode_batch(sentences)  # pads to the longest, as sentence-transformers
     return tuple(torch.tensor([getattr(e, f) for e in enc], dtype=torch.int64)
                  for f in ("ids", "attention_mask", "type_ids"))
 
