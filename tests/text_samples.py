@@ -20,13 +20,11 @@ SENTENCES = [
 def tokenize(sentences: list[str], length: int | None = None) -> dict[str, np.ndarray]:
     """input_ids, attention_mask, token_type_ids (int64) as sentence-transformers makes them:
     padded to the longest sentence (or to ``length``), truncated at 256 tokens."""
-    from tokenizers import Tokenizer
+    from sparseinfer.zoo.architectures.bert import minilm_l6_tokenizer
 
-    from sparseinfer.zoo.architectures.bert import minilm_l6_tokenizer_path
-
-    tok = Tokenizer.from_file(str(minilm_l6_tokenizer_path()))
-    tok.enable_padding(pad_id=0, pad_token="[PAD]", length=length)
-    tok.enable_truncation(max_length=256)  # sentence_bert_config.json max_seq_length
+    tok = minilm_l6_tokenizer()
+    if length is not None:
+        tok.enable_padding(pad_id=0, pad_token="[PAD]", length=length)
     enc = tok.encode_batch(sentences)
     return {k: np.array([getattr(e, f) for e in enc], dtype=np.int64)
             for k, f in (("input_ids", "ids"), ("attention_mask", "attention_mask"), ("token_type_ids", "type_ids"))}

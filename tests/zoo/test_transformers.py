@@ -15,6 +15,7 @@ from sparseinfer.zoo.architectures.bert import (  # noqa: E402
     bert_base,
     distilbert,
     minilm_l6,
+    minilm_l6_tokenizer,
     minilm_l6_tokenizer_path,
 )
 from sparseinfer.zoo.architectures.mlp import mlp6  # noqa: E402

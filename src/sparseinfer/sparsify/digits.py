@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparseinfer.sparsify.manager import ParamSparsity, RecipeManager
+from sparseinfer.sparsify.manager import ParamSparsity, RecipeManager, overall_sparsity
 
 
 @dataclass(frozen=True)
@@ -112,12 +112,6 @@ def prune_with_recipe(baseline: nn.Module, data: DigitsData, recipe: str | os.Pa
     manager = RecipeManager.from_yaml(recipe, overrides)
     train(model, data, manager.max_epochs, seed=seed, manager=manager)
     return model, manager.finalize(model)
-
-
-def overall_sparsity(report: list[ParamSparsity]) -> float:
-    """Weighted sparsity over the pruned parameters."""
-    total = sum(int(np.prod(r.shape)) for r in report)
-    return sum(r.sparsity * int(np.prod(r.shape)) for r in report) / max(1, total)
 
 
 @dataclass(frozen=True)

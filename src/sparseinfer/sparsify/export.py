@@ -107,7 +107,9 @@ def check_in_engine(path: str | os.PathLike, model: torch.nn.Module, inputs: Seq
     import sparseinfer
 
     arrays = [np.ascontiguousarray(a) for a in inputs]
-    engine = sparseinfer.compile_model(str(path), batch_size=arrays[0].shape[0], num_cores=num_cores)
+    # The inputs' own shapes fix every symbolic dimension (batch, and e.g. the sequence length).
+    engine = sparseinfer.compile_model(str(path), batch_size=arrays[0].shape[0], num_cores=num_cores,
+                                       input_shapes=[a.shape for a in arrays])
     got = engine.run(arrays)
     model.eval()
     tensors = [torch.from_numpy(a) for a in arrays]

@@ -173,6 +173,12 @@ class RecipeManager:
         return report
 
 
+def overall_sparsity(report: list[ParamSparsity]) -> float:
+    """Sparsity over all parameters of ``report`` together (weighted by their sizes)."""
+    sizes = [math.prod(r.shape) for r in report]
+    return sum(r.sparsity * n for r, n in zip(report, sizes)) / max(1, sum(sizes))
+
+
 def one_shot_prune(model: torch.nn.Module, recipe: str | os.PathLike | Recipe) -> list[ParamSparsity]:
     """Prunes ``model`` in place to the final sparsities of ``recipe`` (path, builtin name, YAML
     text or :class:`Recipe`) without training; returns the per-parameter sparsities."""

