@@ -133,8 +133,7 @@ def run(args: argparse.Namespace) -> int:
         print("throughput vs " + ref.engine + ": " + ", ".join(
             f"{r.engine} {r.items_per_s / ref.items_per_s:.2f}x" for r in results))
     print("CPU % is of one core (max 100 x cores); peak MiB is the peak resident set of the process that ran "
-          "the engine" + (" (engines run in this process share it: `sparseinfer compare` runs each in its own)"
-                          if len(results) > 1 and args.scenario == "sync" else ""), file=sys.stderr)
+          "the engine" + (" (each engine in its own process)" if len(results) > 1 else ""), file=sys.stderr)
     if args.export_json:
         with open(args.export_json, "w") as f:
             json.dump({"model": args.model, "batch_size": args.batch_size, "num_cores": cores,
