@@ -5,6 +5,7 @@
 // Every kernel exists for portable, AVX2 and AVX-512 (conv_impl.h is the one source of the
 // vectorised kernels, instantiated per ISA); bias, residual and activation are fused in the store.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <string>

@@ -143,8 +143,12 @@ def test_every_activation_with_bias_and_residual(isa, act):
     # small padded map with many input channels: the flat walk over a padded copy, partial sums
     # kept across channel chunks, batch 2
     ((2, 300, 7, 7, 20, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1), "conv_direct"),
-    # wider than the flat walk's limit: edge pixels one at a time with clipped taps
+    # wider than the flat walk's limit: edge tiles over a zero-filled copy of their window
     ((1, 16, 5, 40, 24, 3, 3, (1, 1), (1, 2, 1, 0), (1, 1), 1), "conv_direct"),
+    # a pad wider than a register tile (several edge tiles per side), dilation 2, many channels
+    # (the edge copy follows the channel chunks), stride 2 and 5x5
+    ((1, 70, 6, 29, 18, 3, 3, (1, 1), (0, 8, 1, 9), (1, 2), 1), "conv_direct"),
+    ((2, 9, 9, 37, 17, 5, 5, (2, 2), (2, 2, 2, 2), (1, 1), 1), "conv_direct"),
     ((1, 35, 11, 10, 20, 3, 3, (2, 2), (1, 0, 2, 1), (2, 2), 1), "conv_direct"),
     ((1, 64, 7, 7, 40, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1), 1), "conv_1x1"),
     ((2, 24, 9, 9, 70, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1), "conv_1x1"),
@@ -169,6 +173,7 @@ def test_kernel_choice_and_values(isa, case, kind):
     (2, 64, 14, 13, 72, 1, 1, (2, 2), (0, 0, 0, 0), (1, 1), 1),
     (2, 200, 7, 7, 40, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (1, 3, 32, 32, 64, 7, 7, (2, 2), (3, 3, 3, 3), (1, 1), 1),
+    (1, 32, 9, 56, 24, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 1),
     (1, 48, 15, 15, 48, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 48),
     (1, 16, 6, 6, 32, 3, 3, (1, 1), (1, 1, 1, 1), (1, 1), 2),
 ])
