@@ -157,7 +157,7 @@ class FallbackRegion:
         inits = [numpy_helper.from_array(np.asarray(graph.constants[n]), n)
                  for n in sorted(read) if n in graph.constants and n not in self.inputs]
         inits += [numpy_helper.from_array(np.asarray(v), k) for k, v in extra.items()]
-        g = helper.make_graph(protos, "fallback", inputs=[_value_info(n, graph) for n in self.inputs],
+        g = helper.make_graph(protos, "fallback", inputs=[_value_info(n, graph, with_shape=True) for n in self.inputs],
                               outputs=[_value_info(n, graph) for n in self.outputs], initializer=inits)
         imports = dict(graph.opset_imports)
         imports.pop(DOMAIN, None)
@@ -173,9 +173,14 @@ class FallbackRegion:
         return self.session.run(self.outputs, {n: feeds[n] for n in self.inputs})
 
 
-def _value_info(name: str, graph: Graph) -> onnx.ValueInfoProto:
-    """The element type only: ONNX Runtime infers shapes itself, and a declared shape taken from
-    static inference can be wrong (If branches of different ranks)."""
+def _value_info(name: str, graph: Graph, with_shape: bool = False) -> onnx.ValueInfoProto:
+    """The element type, and for region inputs the static shape: ONNX Runtime infers the rest
+    itself. Some function ops (CausalConvWithState, LinearAttention) expand only when their
+    input shapes are declared; an output's declared shape taken from static inference can be
+    wrong (If branches of different ranks), so outputs carry none."""
     if name not in graph.dtypes:
         return onnx.ValueInfoProto(name=name)
-    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(graph.dtypes[name]), None)
+    shape = graph.shapes.get(name) if with_shape else None
+    if shape is not None and not all(isinstance(d, int) and d >= 0 for d in shape):
+        shape = None
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(graph.dtypes[name]), shape)
