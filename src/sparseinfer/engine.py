@@ -143,6 +143,17 @@ class Engine:
         return list(self._default.report)
 
     @property
+    def input_dtypes(self) -> list[np.dtype]:
+        """The dtype of each input, in the order of ``input_names``."""
+        return list(self._input_dtypes)
+
+    @property
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        """The shape of each output for the compiled input shapes, in the order of ``output_names``."""
+        g = self._default.graph
+        return [tuple(g.constants[o].shape if o in g.constants else g.shapes[o]) for o in self.output_names]
+
+    @property
     def fraction_of_native_ops(self) -> float:
         return self._default.fraction_native
 
