@@ -30,6 +30,21 @@ def tiny_model() -> onnx.ModelProto:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+def tiny_text_model() -> onnx.ModelProto:
+    """input_ids, attention_mask (batch, sequence) int64 -> masked embeddings (batch, sequence, 8)."""
+    emb = numpy_helper.from_array(np.random.default_rng(0).standard_normal((1000, 8)).astype(np.float32), "emb")
+    axes = numpy_helper.from_array(np.array([2], np.int64), "axes")
+    nodes = [helper.make_node("Gather", ["emb", "input_ids"], ["e"]),
+             helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+             helper.make_node("Unsqueeze", ["m", "axes"], ["m3"]),
+             helper.make_node("Mul", ["e", "m3"], ["y"])]
+    ins = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
+           for n in ("input_ids", "attention_mask")]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", 8])
+    g = helper.make_graph(nodes, "text", ins, [out], [emb, axes])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
 def run_cli(*args: str, tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``sparseinfer ARGS`` in a child process (zoo models from the session's shared cache,
     see tests/conftest.py; ``tmp_path`` is its working directory; ``env`` added to ours)."""
@@ -208,3 +223,44 @@ def test_missing_tensorflow_jax_say_how_to_install(monkeypatch):
         make_runner("tensorflow", tiny_model(), 1, 1)
     with pytest.raises(ImportError, match=r"pip install 'jax\[cpu\]'"):
         make_runner("jax", tiny_model(), 1, 1)
+
+
+def test_input_shapes_set_the_sequence_and_batch_size_sets_the_batch():
+    from sparseinfer.benchmark.inputs import feeds_for
+
+    model = tiny_text_model()
+    for shapes in ("input_ids:1x12,attention_mask:1x12", "1x12,1x12", "7x12,7x12"):
+        feeds = feeds_for(model, 3, shapes)
+        assert {k: v.shape for k, v in feeds.items()} == {"input_ids": (3, 12), "attention_mask": (3, 12)}
+    with pytest.raises(ValueError, match=r"symbolic dimension 'sequence'.*on the command line: --input-shapes"):
+        feeds_for(model, 1)
+
+
+@pytest.mark.parametrize("engine", ["sparseinfer", "onnxruntime"])
+def test_runners_are_built_for_the_input_shapes(engine):
+    from sparseinfer.benchmark.inputs import feeds_for
+
+    model = tiny_text_model()
+    feeds = feeds_for(model, 2, "input_ids:2x12,attention_mask:2x12")
+    feeds["attention_mask"][1, 5:] = 0
+    table = numpy_helper.to_array(model.graph.initializer[0])
+    want = table[feeds["input_ids"]] * feeds["attention_mask"][..., None]
+    np.testing.assert_allclose(LocalEngine(engine, model, feeds, 2, 1)(feeds)[0], want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cmd", ["benchmark", "compare"])
+def test_cli_honours_input_shapes_for_text_models(cmd, tmp_path):
+    path = tmp_path / "text.onnx"
+    onnx.save(tiny_text_model(), path)
+    common = ["--engines", "sparseinfer,onnxruntime", "--time", "0.2", "--warmup-time", "0.05", "--rounds", "1",
+              "--batch-size", "2", "--input-shapes", "input_ids:1x12,attention_mask:1x12", "--no-progress"]
+    if cmd == "benchmark":
+        res = run_cli(cmd, str(path), *common, "--export-json", str(tmp_path / "b.json"), tmp_path=tmp_path)
+        assert res.returncode == 0, res.stderr
+        doc = json.loads((tmp_path / "b.json").read_text())
+        assert doc["batch_size"] == 2 and set(doc["results"]) == {"sparseinfer", "onnxruntime"}
+    else:
+        res = run_cli(cmd, str(path), *common, "--output-dir", str(tmp_path / "rep"), tmp_path=tmp_path)
+        assert res.returncode == 0, res.stderr
+        rows = {r["engine"]: r for r in json.loads((tmp_path / "rep" / "compare.json").read_text())["rows"]}
+        assert rows["sparseinfer"]["max_abs_diff"] < 1e-6

@@ -31,7 +31,9 @@ def add_common_arguments(p: argparse.ArgumentParser, engines_default: str = "spa
                         f"(openvino = openvino-f32 + openvino-default)")
     p.add_argument("--time", type=float, default=10.0, help="timed seconds per engine")
     p.add_argument("--warmup-time", type=float, default=2.0)
-    p.add_argument("--input-shapes", default=None, help="e.g. 1x3x224x224 or input_ids:1x128,attention_mask:1x128")
+    p.add_argument("--input-shapes", default=None,
+                   help="e.g. 1x3x224x224 or input_ids:1x128,attention_mask:1x128 (text models: the sequence "
+                        "length); the first dimension is the batch, --batch-size sets it")
     p.add_argument("--export-json", default=None, help="write the results to this file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_deepsparse_argument(p)

@@ -7,14 +7,17 @@ from typing import Mapping, Sequence
 import numpy as np
 import onnx
 
+from sparseinfer.errors import ModelLoadError
 from sparseinfer.graph.onnx_import import graph_input_infos, resolve_input_shapes
 
 
 def make_inputs(model: onnx.ModelProto, batch_size: int = 1,
-                input_shapes: Mapping[str, Sequence[int]] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """One array per model input. Floats ~ N(0, 1). Integer inputs follow BERT conventions by
-    name: '*mask*' all ones, '*type*' zeros, other ids uniform in [0, 1000) (valid for any
-    vocabulary of at least 1000 tokens)."""
+                input_shapes: Mapping[str, Sequence[int]] | Sequence[Sequence[int]] | None = None,
+                seed: int = 0) -> dict[str, np.ndarray]:
+    """One array per model input (``input_shapes`` by name or in input order, as
+    :func:`~sparseinfer.graph.onnx_import.resolve_input_shapes` takes them). Floats ~ N(0, 1).
+    Integer inputs follow BERT conventions by name: '*mask*' all ones, '*type*' zeros, other ids
+    uniform in [0, 1000) (valid for any vocabulary of at least 1000 tokens)."""
     rng = np.random.default_rng(seed)
     shapes = resolve_input_shapes(model, batch_size, input_shapes)
     out: dict[str, np.ndarray] = {}
@@ -63,11 +66,18 @@ def load_model(source: str) -> tuple[onnx.ModelProto, str]:
 
 def feeds_for(model: onnx.ModelProto, batch_size: int, input_shapes: str | None = None,
               seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded inputs at ``batch_size``; ``input_shapes`` as accepted by :func:`parse_shapes`."""
+    """Seeded inputs at ``batch_size``; ``input_shapes`` as accepted by :func:`parse_shapes` fixes
+    the other dimensions (a text model's sequence length): the first dimension of each shape is
+    the batch, and ``batch_size`` sets it (so ``input_ids:1x128`` serves every batch size)."""
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     shapes = parse_shapes(input_shapes)
-    feeds = make_inputs(model, batch_size, shapes if isinstance(shapes, dict) else None, seed=seed)
-    if isinstance(shapes, list):
-        feeds = {k: np.resize(v, s).astype(v.dtype) for (k, v), s in zip(feeds.items(), shapes)}
-    return feeds
+    if isinstance(shapes, dict):
+        shapes = {k: [batch_size, *v[1:]] for k, v in shapes.items()}
+    elif shapes is not None:
+        shapes = [[batch_size, *v[1:]] for v in shapes]
+    try:
+        return make_inputs(model, batch_size, shapes, seed=seed)
+    except ModelLoadError as exc:  # e.g. a symbolic sequence axis and no --input-shapes
+        raise ValueError(f"{exc} (on the command line: --input-shapes, e.g. "
+                         f"input_ids:1x128,attention_mask:1x128)") from None

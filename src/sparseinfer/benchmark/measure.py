@@ -175,7 +175,8 @@ class LocalEngine:
 
         self.engine, self.feeds, self.batch_size, self.num_cores = engine, feeds, batch_size, num_cores
         cores = [num_cores] if streams == 1 else split_cores(num_cores, streams)
-        self.runners = [make_runner(engine, model, batch_size, c, source) for c in cores]
+        shapes = {k: np.shape(v) for k, v in feeds.items()}  # e.g. a text model's sequence length
+        self.runners = [make_runner(engine, model, batch_size, c, source, shapes) for c in cores]
 
     def __call__(self, feeds: dict) -> list:
         return self.runners[0](feeds)

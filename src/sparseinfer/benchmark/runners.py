@@ -20,12 +20,15 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
 
 from sparseinfer.benchmark.measure import RunFn
+
+#: The input shapes an engine is built for (name -> shape); None: the model's own with the batch set.
+InputShapes = Mapping[str, Sequence[int]]
 
 #: The Python of a virtual environment with deepsparse (what --deepsparse-python sets).
 DEEPSPARSE_PYTHON_ENV = "SPARSEINFER_DEEPSPARSE_PYTHON"
@@ -63,16 +66,18 @@ class Peer:
                                    f"(pip install {self.pip})")
 
 
-def _sparseinfer(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+def _sparseinfer(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None,
+                 input_shapes: InputShapes | None = None) -> RunFn:
     import sparseinfer
 
-    engine = sparseinfer.compile_model(model, batch_size=batch_size, num_cores=num_cores)
+    engine = sparseinfer.compile_model(model, batch_size=batch_size, num_cores=num_cores, input_shapes=input_shapes)
     names = engine.input_names
     run = engine.run
     return lambda feeds: run([feeds[n] for n in names])
 
 
-def _onnxruntime(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+def _onnxruntime(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None,
+                 input_shapes: InputShapes | None = None) -> RunFn:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -86,7 +91,8 @@ def _onnxruntime(model: onnx.ModelProto, batch_size: int, num_cores: int, source
 
 
 def _openvino(precision: str | None) -> Callable[..., RunFn]:
-    def factory(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+    def factory(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None,
+                input_shapes: InputShapes | None = None) -> RunFn:
         import openvino as ov
 
         core = ov.Core()
@@ -94,7 +100,7 @@ def _openvino(precision: str | None) -> Callable[..., RunFn]:
             path = os.path.join(d, "model.onnx")
             onnx.save(model, path)
             ov_model = core.read_model(path)
-            feeds_shape = _feed_shapes(model, batch_size)
+            feeds_shape = _feed_shapes(model, batch_size, input_shapes)
             ov_model.reshape({k: ov.PartialShape(v) for k, v in feeds_shape.items()})
             config = {"INFERENCE_NUM_THREADS": int(num_cores), "PERFORMANCE_HINT": "LATENCY",
                       "NUM_STREAMS": 1}
@@ -111,10 +117,10 @@ def _openvino(precision: str | None) -> Callable[..., RunFn]:
     return factory
 
 
-def _feed_shapes(model: onnx.ModelProto, batch_size: int) -> dict[str, list[int]]:
+def _feed_shapes(model: onnx.ModelProto, batch_size: int, input_shapes: InputShapes | None) -> dict[str, list[int]]:
     from sparseinfer.graph.onnx_import import resolve_input_shapes
 
-    return {k: list(v) for k, v in resolve_input_shapes(model, batch_size, None).items()}
+    return {k: list(v) for k, v in resolve_input_shapes(model, batch_size, input_shapes).items()}
 
 
 _DEEPSPARSE_FOUND: dict[str, str] = {}  # python -> deepsparse version, once per process
@@ -160,7 +166,8 @@ def deepsparse_env() -> dict[str, str]:
     return env
 
 
-def _external(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+def _external(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None,
+              input_shapes: InputShapes | None = None) -> RunFn:
     raise ValueError("engine 'deepsparse' runs in its own process (its own Python environment): use "
                      "sparseinfer.benchmark.worker.open_engine or Worker, not an in-process runner")
 
@@ -173,7 +180,8 @@ def _require_stub(engine: str, source: str | None) -> str:
 
 
 def _torch(compile_: bool) -> Callable[..., RunFn]:
-    def factory(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+    def factory(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None,
+                input_shapes: InputShapes | None = None) -> RunFn:
         import torch
 
         from sparseinfer import zoo
@@ -221,7 +229,8 @@ def mlp_layers(model: onnx.ModelProto) -> list[tuple[np.ndarray, np.ndarray | No
     return [(w, b, act) for w, b, act in layers]
 
 
-def _tensorflow(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+def _tensorflow(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None,
+                input_shapes: InputShapes | None = None) -> RunFn:
     mlp = mlp_layers(model)  # before the import: a model it does not define fails fast
     import tensorflow as tf
 
@@ -246,7 +255,8 @@ def _tensorflow(model: onnx.ModelProto, batch_size: int, num_cores: int, source:
     return lambda feeds: [forward(tf.constant(feeds[name])).numpy()]
 
 
-def _jax(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None) -> RunFn:
+def _jax(model: onnx.ModelProto, batch_size: int, num_cores: int, source: str | None = None,
+         input_shapes: InputShapes | None = None) -> RunFn:
     mlp = mlp_layers(model)  # before the import: a model it does not define fails fast
     if num_cores == 1 and "jax" not in sys.modules:
         # XLA's CPU thread pool is per process, sized at import; one core is the only count it
@@ -318,11 +328,13 @@ def split_installed(engines: list[str]) -> tuple[list[str], list[str]]:
 
 
 def make_runner(engine: str, model: onnx.ModelProto, batch_size: int, num_cores: int,
-                source: str | None = None) -> RunFn:
+                source: str | None = None, input_shapes: InputShapes | None = None) -> RunFn:
     """Builds ``engine`` for ``model`` at ``batch_size`` on ``num_cores`` cores. ``source`` is the
-    model argument as the user gave it (a ``zoo:`` stub is needed by the torch runners)."""
+    model argument as the user gave it (a ``zoo:`` stub is needed by the torch runners);
+    ``input_shapes`` (name -> shape, e.g. the shapes of the inputs it will run on) fixes the
+    symbolic dimensions other than the batch, such as a text model's sequence length."""
     if engine not in PEERS:
         raise ValueError(f"unknown engine {engine!r}; available: {', '.join(PEERS)}")
     peer = PEERS[engine]
     peer.require()
-    return peer.factory(model, batch_size, num_cores, source)
+    return peer.factory(model, batch_size, num_cores, source, input_shapes)

@@ -204,7 +204,7 @@ def _run(args: argparse.Namespace) -> int:
         for e in engines:
             for x in (_batches(args.max_batch) if args.name == "large-batch" else range(1, cores + 1)):
                 batch, threads = (x, cores) if args.name == "large-batch" else (args.batch_size, x)
-                r = _sync(e, model, path, args.model, batch, threads, args, None)
+                r = _sync(e, model, path, args.model, batch, threads, args, args.input_shapes)
                 print(f"{e:<18}{batch:>7}{threads:>8}{r.mean_ms:>11.3f}{r.p90_ms:>10.3f}{r.items_per_s:>12.1f}"
                       f"{r.cpu_percent:>8.1f}", flush=True)
                 doc["points"].append(dict(r.as_dict(), threads=threads))

@@ -99,7 +99,8 @@ def _local_runners(a: argparse.Namespace, feeds: dict):
 
     model, _ = load_model(a.model)
     cores = [a.num_cores] if a.num_streams == 1 else split_cores(a.num_cores, a.num_streams)
-    return [make_runner(a.engine, model, a.batch_size, c, a.source) for c in cores], None
+    shapes = {k: np.shape(v) for k, v in feeds.items()}  # e.g. a text model's sequence length
+    return [make_runner(a.engine, model, a.batch_size, c, a.source, shapes) for c in cores], None
 
 
 def main(argv: list[str] | None = None) -> int:
