@@ -50,3 +50,41 @@ def test_check_hardware(tmp_path):
 def test_analyze_bad_model(tmp_path):
     res = run_cli("analyze", "/nonexistent/m.onnx", tmp_path=tmp_path)
     assert res.returncode != 0 and "/nonexistent/m.onnx" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_analyze_counts_the_fused_attention(tmp_path):
+    """The fused Attention node gets the FLOPs of the two MatMuls it replaced, so the analyzed
+    total equals the ONNX model's count."""
+    torch = pytest.importorskip("torch")
+    from sparseinfer.graph.flops import analyze_flops
+    from sparseinfer.zoo.architectures import bert
+
+    torch.manual_seed(0)
+    cfg = bert.BertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=64, max_position_embeddings=64)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    ids = torch.ones(2, 8, dtype=torch.int64)
+    path = tmp_path / "bert.onnx"
+    torch.onnx.export(bert.BertForSequenceClassification(cfg, 2).eval(), (ids, ids, ids), str(path), dynamo=False,
+                      opset_version=17, input_names=names, output_names=["logits"],
+                      dynamic_axes={n: {0: "batch", 1: "sequence"} for n in names})
+    rep = analyze(str(path), batch_size=2, num_cores=1, repeats=1,
+                  input_shapes=",".join(f"{n}:2x16" for n in names))
+    attention = [x for x in rep["layers"] if x["op"] == "Attention"]
+    assert len(attention) == 2
+    # Q K^T and P V: batch 2, 4 heads, 16 x 16 scores, head dim 8 each.
+    assert all(x["flops"] == 2 * (2 * 4 * 16 * 16 * 8) * 2 for x in attention)
+    want = analyze_flops(onnx.load(path), {n: [2, 16] for n in names}).flops
+    assert rep["total_flops"] == want
+
+
+@pytest.mark.parametrize("layout", ["bshd", "bhsd"])
+def test_attention_macs_in_both_layouts(layout):
+    from sparseinfer.graph.flops import attention_macs
+    from sparseinfer.graph.ir import Node
+
+    b, h, sq, sk, d, dv = 2, 3, 5, 7, 4, 6
+    shape = (lambda s, e: (b, s, h, e)) if layout == "bshd" else (lambda s, e: (b, h, s, e))
+    node = Node("Attention", ("q", "k", "v"), ("o",), {f"{n}_layout": layout for n in "qkv"})
+    shapes = {"q": shape(sq, d), "k": shape(sk, d), "v": shape(sk, dv)}
+    assert attention_macs(node, shapes) == b * h * sq * sk * d + b * h * sq * sk * dv

@@ -16,7 +16,8 @@ def analyze(model_arg: str, batch_size: int = 1, num_cores: int | None = None, r
     """The per-layer table (``layers``) and the totals, as a dict."""
     import sparseinfer
     from sparseinfer.benchmark.inputs import feeds_for, load_model
-    from sparseinfer.graph.flops import analyze_flops
+    from sparseinfer.graph.flops import analyze_flops, attention_macs
+    from sparseinfer.graph.passes.fuse_epilogue import DOMAIN
 
     model, path = load_model(model_arg)
     feeds = feeds_for(model, batch_size, input_shapes)
@@ -36,6 +37,8 @@ def analyze(model_arg: str, batch_size: int = 1, num_cores: int | None = None, r
         shapes_out = [list(compiled.graph.shapes.get(o, ())) for o in node.outputs if o] if node else []
         fl = flops.get(r["node"])
         f = 2 * fl.macs if fl and fl.macs else None
+        if node is not None and node.op == "Attention" and node.domain == DOMAIN:  # not an ONNX node
+            f = 2 * attention_macs(node, compiled.graph.shapes)
         layers.append({"node": r["node"], "op": r["op"], "input_shapes": shapes_in, "output_shapes": shapes_out,
                        "flops": f, "weight_sparsity": fl.sparsity if fl and fl.weight_numel else None,
                        "kernel": r["kernel"], "native": r["native"], "ms": r["ms"], "share": r["ms"] / total_ms,

@@ -12,6 +12,7 @@ from sparseinfer import _core
 from sparseinfer.compiler import kernel_choice
 from sparseinfer.compiler.builder import F32, PLAN_DTYPES
 from sparseinfer.graph.ir import Graph, Node
+from sparseinfer.graph.passes.fuse_attention import attention_dims
 from sparseinfer.graph.passes.fuse_epilogue import DOMAIN, activation_of
 
 _STD = ("", "ai.onnx")
@@ -519,9 +520,8 @@ class AttentionLowering(Lowering):
         mask = node.inputs[3] if len(node.inputs) > 3 and node.inputs[3] else ""
         lay = {n: node.attr(f"{n}_layout") for n in ("q", "k", "v", "out")}
         qs, ks, vs = g.shapes[q], g.shapes[k], g.shapes[v]
-        batch, heads = qs[0], qs[2] if lay["q"] == "bshd" else qs[1]
-        sq = qs[1] if lay["q"] == "bshd" else qs[2]
-        sk = ks[1] if lay["k"] == "bshd" else ks[2]
+        dims = list(attention_dims(node, g.shapes))  # batch, heads, Sq, Sk, D, Dv
+        sk = dims[3]
         strides = [*_head_strides(qs, lay["q"]), *_head_strides(ks, lay["k"]), *_head_strides(vs, lay["v"]),
                    *_head_strides(g.shapes[node.outputs[0]], lay["out"])]
         if mask:
@@ -529,7 +529,6 @@ class AttentionLowering(Lowering):
             strides += [mh * mq * sk if mb > 1 else 0, mq * sk if mh > 1 else 0, sk if mq > 1 else 0]
         else:
             strides += [0, 0, 0]
-        dims = [batch, heads, sq, sk, qs[3], vs[3]]
         op = _core.AttentionOp(dims, strides, float(node.attr("scale", 1.0)), bool(mask), _core.active_isa())
         ins = [b.read(i) for i in (q, k, v)] + ([b.read(mask)] if mask else [])
         b.add(op, ins, [b.write(node.outputs[0], layout="plain")], node)

@@ -11,6 +11,9 @@ Counts the compute-heavy ops after ONNX shape inference with concrete input shap
   are counted dense.
 
 FLOPs are ``2 * MACs`` (bias, activations and normalisation are not counted, as is customary).
+
+Our fused ``Attention`` node (the compiler's IR, not ONNX) is counted by :func:`attention_macs`:
+its two batched products, ``B * H * Sq * Sk * (D + Dv)`` MACs (scale, mask and softmax not counted).
 """
 
 from __future__ import annotations
@@ -280,3 +283,12 @@ def analyze_flops(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[in
         report.layers.append(LayerStats(name, node.op_type, wname, tuple(w[0]) if w else None, axis,
                                         w[1] if w else 0, w[2] if w else 0, macs, nz))
     return report
+
+
+def attention_macs(node, shapes: Mapping[str, Sequence[int]]) -> int:
+    """MACs of a fused ``Attention`` IR node (:mod:`sparseinfer.graph.passes.fuse_attention`):
+    Q K^T (``B*H*Sq*Sk*D``) plus P V (``B*H*Sq*Sk*Dv``), the two MatMuls it replaced."""
+    from sparseinfer.graph.passes.fuse_attention import attention_dims
+
+    b, h, sq, sk, d, dv = attention_dims(node, shapes)
+    return b * h * sq * sk * (d + dv)

@@ -113,6 +113,19 @@ def _match(mm2: Node, graph: Graph, consumers, producers):
         tq + tk + tv + nodes
 
 
+def attention_dims(node: Node, shapes: dict[str, tuple[int, ...]]) -> tuple[int, int, int, int, int, int]:
+    """(batch, heads, query length Sq, key length Sk, head dim D, value head dim Dv) of a fused
+    Attention ``node``, from its operands' shapes and layouts."""
+    q, k, v = (shapes[i] for i in node.inputs[:3])
+
+    def bhsd(shape: tuple[int, ...], layout: str) -> tuple[int, int, int, int]:
+        return (shape[0], shape[2], shape[1], shape[3]) if layout == "bshd" else tuple(shape)
+
+    b, h, sq, d = bhsd(q, node.attr("q_layout"))
+    sk = bhsd(k, node.attr("k_layout"))[2]
+    return b, h, sq, sk, d, bhsd(v, node.attr("v_layout"))[3]
+
+
 def fuse_attention(graph: Graph) -> Graph:
     consumers, producers = graph.consumers(), graph.producers()
     return apply_matches(graph, lambda node: _match(node, graph, consumers, producers))
