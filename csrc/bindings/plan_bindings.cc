@@ -81,6 +81,12 @@ struct PyPlan {
   std::vector<std::vector<size_t>> input_shapes, output_shapes;
   std::vector<DType> input_dtypes, output_dtypes;
   PyPlan(int threads, bool pin) : plan(threads, pin) {}
+  PyPlan(const PyPlan& o, int threads, bool pin)
+      : plan(o.plan, threads, pin),
+        input_shapes(o.input_shapes),
+        output_shapes(o.output_shapes),
+        input_dtypes(o.input_dtypes),
+        output_dtypes(o.output_dtypes) {}
 };
 
 std::vector<OutArray> run_plan(PyPlan& self, const std::vector<InArray>& inputs) {
@@ -142,6 +148,9 @@ void bind_plan(nb::module_& m) {
 
   nb::class_<PyPlan>(m, "Plan")
       .def(nb::init<int, bool>(), nb::arg("num_threads"), nb::arg("pin_threads") = false)
+      .def("share_ops", [](const PyPlan& p, int threads, bool pin) { return new PyPlan(p, threads, pin); },
+           nb::arg("num_threads"), nb::arg("pin_threads") = false, nb::rv_policy::take_ownership,
+           "A plan running the same ops (weights held once) on its own arena and thread pool.")
       .def("add_input_slot", [](PyPlan& p, std::vector<size_t> shape, const std::string& dtype) {
         const DType t = parse_dtype(dtype);
         p.input_shapes.push_back(shape);

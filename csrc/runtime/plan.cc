@@ -9,6 +9,15 @@ namespace si {
 
 Plan::Plan(int num_threads, bool pin_threads) : pool_(shared_thread_pool(num_threads, pin_threads)) {}
 
+Plan::Plan(const Plan& other, int num_threads, bool pin_threads)
+    : pool_(shared_thread_pool(num_threads, pin_threads)),
+      slots_(other.slots_),
+      input_slots_(other.input_slots_),
+      output_slots_(other.output_slots_),
+      constants_(other.constants_),
+      arena_(other.arena_.size(), 0.f),
+      steps_(other.steps_) {}
+
 int Plan::add_input_slot(size_t n) {
   slots_.push_back({SlotKind::kInput, input_slots_.size(), n});
   input_slots_.push_back(static_cast<int>(slots_.size() - 1));

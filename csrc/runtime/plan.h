@@ -28,6 +28,10 @@ class Plan {
   enum class SlotKind { kInput, kOutput, kArena, kConstant };
 
   explicit Plan(int num_threads, bool pin_threads = false);
+  // A plan over the same ops as `other` (shared: their weights are held once) and constants,
+  // with an arena and a thread pool of its own, so that it can run at the same time as
+  // `other` (ops are const while running). For one stream of images per core.
+  Plan(const Plan& other, int num_threads, bool pin_threads);
 
   int add_input_slot(size_t num_floats);
   int add_output_slot(size_t num_floats);

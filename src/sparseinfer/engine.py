@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -11,13 +12,16 @@ import numpy as np
 import onnx
 
 from sparseinfer import _core
-from sparseinfer.compiler import CompiledGraph, NodeReport
+from sparseinfer.compiler import CompiledGraph, NodeReport, kernel_choice, micro_batch
+from sparseinfer.compiler.micro_batch import StreamedBatch, batch_separable
 from sparseinfer.errors import InputError, ModelLoadError
 from sparseinfer.graph import import_onnx, load_model_proto
 from sparseinfer.graph.onnx_import import declared_shape, graph_input_infos, resolve_input_shapes
 from sparseinfer.graph.passes import optimize
 
 ModelSource = "str | os.PathLike | bytes | onnx.ModelProto"
+
+log = logging.getLogger("sparseinfer")
 
 
 def _load(model: Any) -> tuple[onnx.ModelProto, str, str | None]:
@@ -78,14 +82,46 @@ class Engine:
             hit = self._compiled.get(shapes)
             if hit is None:
                 proto = self._proto if self._proto is not None else load_model_proto(self._path)
-                graph = import_onnx(proto, dict(zip(self.input_names, shapes)))
-                del proto  # (the file's proto, when nothing else holds it) before packing weights
                 if self._path is not None:
                     self._proto = None
-                graph = optimize(graph)  # (drops the unoptimized graph's weights, e.g. before a transpose)
-                hit = CompiledGraph(graph, self.num_cores, self.pin_threads)
+                hit = self._compile_batch(proto, shapes)
+                if hit is None:
+                    graph = import_onnx(proto, dict(zip(self.input_names, shapes)))
+                    del proto  # (the file's proto, when nothing else holds it) before packing weights
+                    graph = optimize(graph)  # (drops the unoptimized graph's weights, e.g. before a transpose)
+                    hit = CompiledGraph(graph, self.num_cores, self.pin_threads)
                 self._compiled[shapes] = hit
             return hit
+
+    def _compile_batch(self, proto: onnx.ModelProto, shapes: tuple[tuple[int, ...], ...]) -> StreamedBatch | None:
+        """For a batch of n >= cores images that the model computes independently: one
+        single-image plan per core (see compiler/micro_batch.py), when the single-image plan runs
+        sparse kernels or when forced. None: compile the batch as one plan."""
+        mode = micro_batch.mode()
+        n = shapes[0][0] if shapes and shapes[0] else 1
+        # One single-thread stream per core: a batch smaller than the cores would leave some idle.
+        if mode == "batched" or n < max(2, self.num_cores) or any(not s or s[0] != n for s in shapes):
+            return None
+        if mode == "auto" and kernel_choice.mode() != "sparse" and not any(
+                t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2
+                and kernel_choice.weight_sparsity(onnx.numpy_helper.to_array(t)) >= kernel_choice.MIN_SPARSITY
+                for t in proto.graph.initializer):
+            return None  # no weight sparse enough for a sparse kernel: the plan stays dense
+        one = tuple((1,) + tuple(s[1:]) for s in shapes)
+        g1 = import_onnx(proto, dict(zip(self.input_names, one)))
+        reason = batch_separable(g1, import_onnx(proto, dict(zip(self.input_names, shapes))), n)
+        if reason is not None:
+            log.info("sparseinfer: batch %d runs as one plan: %s", n, reason)
+            return None
+        first = CompiledGraph(optimize(g1), 1, self.pin_threads)
+        del g1
+        streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n)
+        sparse = any(r.choice and r.choice.get("chosen") == "sparse" for r in streamed.report)
+        if mode == "auto" and not sparse:
+            return None
+        streamed.batching_note = f"{len(streamed.streams)} streams of single images" + (
+            " (sparse kernels chosen)" if sparse else f" ({micro_batch.ENV_VAR}=streams)")
+        return streamed
 
     # ---- running ----------------------------------------------------------------------------
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -151,7 +187,10 @@ class Engine:
     def output_shapes(self) -> list[tuple[int, ...]]:
         """The shape of each output for the compiled input shapes, in the order of ``output_names``."""
         g = self._default.graph
-        return [tuple(g.constants[o].shape if o in g.constants else g.shapes[o]) for o in self.output_names]
+        shapes = [tuple(g.constants[o].shape if o in g.constants else g.shapes[o]) for o in self.output_names]
+        if isinstance(self._default, StreamedBatch):  # its plans are single-image ones
+            shapes = [(self._default.batch,) + s[1:] for s in shapes]
+        return shapes
 
     @property
     def fraction_of_native_ops(self) -> float:
@@ -162,6 +201,12 @@ class Engine:
         """Bytes of weights the compiled native kernels hold (compressed where sparse kernels
         were chosen, so this shrinks with sparsity)."""
         return self._default.weight_bytes
+
+    @property
+    def batching(self) -> str:
+        """How the compiled batch runs: as one plan, or as one single-image plan per core
+        ("streams"), and why (see sparseinfer/compiler/micro_batch.py)."""
+        return self._default.batching_note
 
     @property
     def isa(self) -> str:

@@ -3,6 +3,7 @@ and fallback segments (ONNX Runtime), in topological order."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ class CompiledGraph:
     def __init__(self, graph: Graph, num_threads: int, pin_threads: bool = False):
         self.graph = graph
         self.num_threads = num_threads
+        self.pin_threads = pin_threads
+        self.batching_note = "one plan"  # how a batch runs (the Engine may say more)
         block = _core.nchwc_block(_core.active_isa()) if hasattr(_core, "nchwc_block") else 8
         natives = [lowering_for(n, graph) for n in graph.nodes]
 
@@ -99,6 +102,17 @@ class CompiledGraph:
                         and isinstance(self.segments[0], NativeSegmentPlan)
                         and self.segments[0].inputs == list(graph.inputs)
                         and self.segments[0].outputs == list(graph.outputs) else None)
+
+    def share(self) -> "CompiledGraph":
+        """Another executable for the same shapes over the same compiled ops (weights held once)
+        with arenas and thread pools of its own, so both can run at once: a stream of images
+        (see micro_batch.py). ONNX Runtime sessions (fallback regions) are shared: their run is
+        thread-safe."""
+        other = copy.copy(self)
+        other.segments = [dataclasses.replace(seg, plan=seg.plan.share_ops(self.num_threads, self.pin_threads))
+                          if isinstance(seg, NativeSegmentPlan) else seg for seg in self.segments]
+        other._single = other.segments[0] if self._single is not None else None
+        return other
 
     @property
     def fraction_native(self) -> float:

@@ -1,0 +1,126 @@
+"""A batch as single-image streams (compiler/micro_batch.py): only when the model computes every
+image independently, and then with the same outputs as ONNX Runtime on the whole batch."""
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import sparseinfer
+from sparseinfer.compiler import micro_batch
+from sparseinfer.compiler.micro_batch import StreamedBatch, batch_separable
+from sparseinfer.graph import import_onnx
+
+from .conftest import f32, make_model, ort_run
+
+
+def _cnn(rng, sparsity=0.0):
+    """Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm: every image on its own."""
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    if sparsity:
+        w[rng.random(w.shape) < sparsity] = 0.0
+    fc = rng.standard_normal((5, 16)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
+    return make_model(nodes, [f32("x", ["N", 8, 12, 12])], [f32("y", ["N", 5])], {"w": w, "fc": fc})
+
+
+def _mixing(op_nodes, out_shape, inits=()):
+    """x (N, 4, 6) through `op_nodes` (reading "x", writing "y")."""
+    return make_model(op_nodes, [f32("x", ["N", 4, 6])], [f32("y", out_shape)], dict(inits))
+
+
+MIXING = {
+    "ReduceMean over the batch": ([helper.make_node("ReduceMean", ["x"], ["y"], axes=[0], keepdims=1)], [1, 4, 6], {}),
+    "Softmax along the batch": ([helper.make_node("Softmax", ["x"], ["y"], axis=0)], ["N", 4, 6], {}),
+    "Reshape folding the batch": ([helper.make_node("Reshape", ["x", "s"], ["y"])], [None, 6],
+                                  {"s": np.array([-1, 6], np.int64)}),
+    "Transpose moving the batch": ([helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0, 2])], [4, "N", 6], {}),
+    "Concat along the batch": ([helper.make_node("Concat", ["x", "x"], ["y"], axis=0)], [None, 4, 6], {}),
+    "CumSum along the batch": ([helper.make_node("CumSum", ["x", "a"], ["y"])], ["N", 4, 6],
+                               {"a": np.array(0, np.int64)}),
+}
+
+
+def _separable(model, n):
+    return batch_separable(import_onnx(model, {"x": (1,) + tuple(d.dim_value or 0 for d in
+                                                                    model.graph.input[0].type.tensor_type.shape.dim[1:])}),
+                           import_onnx(model, {"x": (n,) + tuple(d.dim_value or 0 for d in
+                                                                    model.graph.input[0].type.tensor_type.shape.dim[1:])}),
+                           n)
+
+
+def test_independent_images_are_separable(rng):
+    assert _separable(_cnn(rng), 5) is None
+
+
+@pytest.mark.parametrize("name", sorted(MIXING))
+def test_ops_that_mix_images_are_not_separable_and_run_as_one_batch(name, rng, monkeypatch):
+    nodes, out_shape, inits = MIXING[name]
+    model = _mixing(nodes, out_shape, inits)
+    reason = _separable(model, 3)
+    assert reason is not None and ("batch" in reason or "shape" in reason), reason
+    monkeypatch.setenv(micro_batch.ENV_VAR, "streams")  # even forced, an inexact split is refused
+    engine = sparseinfer.compile_model(model, batch_size=3, num_cores=2)
+    assert not isinstance(engine._default, StreamedBatch)
+    x = rng.standard_normal((3, 4, 6)).astype(np.float32)
+    np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [2, 3, 7])
+def test_forced_streams_equal_onnxruntime(n, rng, monkeypatch):
+    monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
+    model = _cnn(rng)
+    engine = sparseinfer.compile_model(model, batch_size=n, num_cores=2)
+    assert isinstance(engine._default, StreamedBatch)
+    assert "streams" in engine.batching
+    assert engine.output_shapes == [(n, 5)]
+    x = rng.standard_normal((n, 8, 12, 12)).astype(np.float32)
+    for _ in range(2):  # a second run reuses the plans' arenas
+        np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_forced_batched_runs_one_plan(rng, monkeypatch):
+    monkeypatch.setenv(micro_batch.ENV_VAR, "batched")
+    engine = sparseinfer.compile_model(_cnn(rng), batch_size=4, num_cores=2)
+    assert not isinstance(engine._default, StreamedBatch) and engine.batching == "one plan"
+
+
+def test_auto_dense_runs_one_plan(rng, monkeypatch):
+    monkeypatch.setenv(micro_batch.ENV_VAR, "auto")
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "dense")
+    engine = sparseinfer.compile_model(_cnn(rng), batch_size=4, num_cores=2)
+    assert not isinstance(engine._default, StreamedBatch) and engine.batching == "one plan"
+
+
+def test_auto_with_sparse_kernels_runs_streams(rng, monkeypatch):
+    monkeypatch.setenv(micro_batch.ENV_VAR, "auto")
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
+    model = _cnn(rng, sparsity=0.9)
+    engine = sparseinfer.compile_model(model, batch_size=5, num_cores=2)
+    assert isinstance(engine._default, StreamedBatch) and "sparse kernels" in engine.batching
+    x = rng.standard_normal((5, 8, 12, 12)).astype(np.float32)
+    np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_streams_share_one_copy_of_the_weights(rng, monkeypatch):
+    monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
+    model = _cnn(rng)
+    streamed = sparseinfer.compile_model(model, batch_size=4, num_cores=2)
+    single = sparseinfer.compile_model(model, batch_size=1, num_cores=1)
+    assert len(streamed._default.streams) == 2
+    assert streamed.weight_bytes == single.weight_bytes > 0
+
+
+def test_a_batch_smaller_than_the_cores_runs_as_one_plan(rng, monkeypatch):
+    monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
+    engine = sparseinfer.compile_model(_cnn(rng), batch_size=2, num_cores=3)
+    assert not isinstance(engine._default, StreamedBatch)
+
+
+def test_bad_batching_mode_is_an_error(rng, monkeypatch):
+    monkeypatch.setenv(micro_batch.ENV_VAR, "sometimes")
+    with pytest.raises(ValueError, match="SPARSEINFER_BATCHING='sometimes': expected one of auto, streams, batched"):
+        sparseinfer.compile_model(_cnn(rng), batch_size=2, num_cores=2)
