@@ -238,6 +238,20 @@ def test_dense_layers_are_not_timed(monkeypatch):
     assert node.kernels[0].startswith("sgemm")
 
 
+def test_layers_beyond_the_kernels_offsets_stay_dense(monkeypatch):
+    """(K - 1) x tokens past the spmm's int32 offsets: dense even when sparse is forced, and said."""
+    from sparseinfer.compiler import lowering
+
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
+    monkeypatch.setattr(lowering, "_INT32_MAX", 100)
+    rng = np.random.default_rng(16)
+    model, feeds, want = linear_model(rng, (8, 32), 16, 0.9)
+    engine = sparseinfer.compile_model(model, batch_size=8)
+    (node,) = gemm_reports(engine)
+    assert node.choice["chosen"] == "dense" and "int32 offsets" in node.choice["reason"]
+    np.testing.assert_allclose(engine(**feeds)[0], want, **TOL)
+
+
 # ---- zoo models ----------------------------------------------------------------------------
 
 def _forced_sparse_zoo(stub, feeds, monkeypatch, batch_size, **kwargs):
