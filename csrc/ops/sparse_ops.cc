@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
+#include <string>
 
 #include "kernels/reorder.h"
 
@@ -44,6 +46,67 @@ const ConvParams& checked(const ConvParams& p) {
     throw std::invalid_argument("SparseConvOp: sizes, strides and dilations must be positive, pads >= 0");
   if (p.OH() < 1 || p.OW() < 1) throw std::invalid_argument("SparseConvOp: the kernel is larger than the padded input");
   return p;
+}
+
+
+// ---- linear layers: cache-blocked 2-D transposes around the spmm ----
+
+constexpr int64_t kTile = 32;               // floats per side of a transpose tile (4 KiB)
+constexpr int64_t kSerialFloats = 1 << 14;  // smaller transposes stay on the caller's thread
+
+// Calls f(r0, r1, c0, c1) for every kTile x kTile tile of a rows x cols matrix; in parallel
+// (contiguous runs of tiles per task, ~4 tasks per thread) when the matrix is large enough.
+template <class F>
+void for_each_tile(int64_t rows, int64_t cols, ThreadPool* pool, const F& f) {
+  const int64_t rt = (rows + kTile - 1) / kTile, ct = (cols + kTile - 1) / kTile, tiles = rt * ct;
+  auto run = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t r0 = (i / ct) * kTile, c0 = (i % ct) * kTile;
+      f(r0, std::min(rows, r0 + kTile), c0, std::min(cols, c0 + kTile));
+    }
+  };
+  const int threads = pool ? pool->num_threads() : 1;
+  if (threads <= 1 || rows * cols < kSerialFloats || tiles < 2) {
+    run(0, tiles);
+    return;
+  }
+  const int64_t tasks = std::min<int64_t>(tiles, 4 * threads);
+  pool->parallel_for(size_t(tasks), [&](size_t t) { run(int64_t(t) * tiles / tasks, (int64_t(t) + 1) * tiles / tasks); });
+}
+
+// dst[c * rows + r] = src[r * cols + c]: a row-major rows x cols matrix into cols x rows.
+void transpose_2d(const float* src, int64_t rows, int64_t cols, float* dst, ThreadPool* pool) {
+  for_each_tile(rows, cols, pool, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = src[r * cols + c];
+  });
+}
+
+// y[t * N + n] = act(src[n * T + t] + res[t * N + n]): the spmm's [N x T] result back into
+// token-major [T x N], adding the residual (which may be y itself) before the activation.
+void transpose_add_act(const float* src, int64_t N, int64_t T, const float* res, float* y, Activation act,
+                       float alpha, float beta, ThreadPool* pool) {
+  for_each_tile(T, N, pool, [&](int64_t t0, int64_t t1, int64_t n0, int64_t n1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t n = n0; n < n1; ++n)
+        y[t * N + n] = apply_activation(src[n * T + t] + res[t * N + n], act, alpha, beta);
+  });
+}
+
+// W [K x N] (row-major, as the dense GemmOp takes it) compressed as W^T [N x K] whose column k
+// is input row k of a [K x T] matrix (offset k * T).
+SparseWeights linear_weights(const float* w, int K, int N, int64_t T, Isa isa) {
+  if (K < 1 || N < 1 || T < 1)
+    throw std::invalid_argument("SparseLinearOp: T, K and N must be >= 1, got T=" + std::to_string(T) +
+                                ", K=" + std::to_string(K) + ", N=" + std::to_string(N));
+  if ((K - 1) * T > std::numeric_limits<int32_t>::max())
+    throw std::invalid_argument("SparseLinearOp: (K - 1) x T = " + std::to_string((K - 1) * T) +
+                                " exceeds the spmm kernel's int32 offsets (expected at most 2^31 - 1)");
+  std::vector<float> wt(size_t(N) * K);
+  transpose_2d(w, K, N, wt.data(), nullptr);
+  std::vector<int64_t> off(static_cast<size_t>(K));
+  for (int k = 0; k < K; ++k) off[k] = k * T;
+  return SparseWeights(wt.data(), N, K, off.data(), isa);
 }
 
 }  // namespace
@@ -138,6 +201,42 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
       for (size_t k = 0; k < size_t(p_.K); ++k) crop(k);
     }
   }
+}
+
+SparseLinearOp::SparseLinearOp(int64_t T, const float* weight, int K, int N, const float* bias, Activation act,
+                               float alpha, float beta, Isa isa, bool has_residual)
+    : T_(T),
+      K_(K),
+      N_(N),
+      bias_(bias ? std::vector<float>(bias, bias + std::max(N, 0)) : std::vector<float>()),
+      act_(act),
+      alpha_(alpha),
+      beta_(beta),
+      has_residual_(has_residual),
+      w_(linear_weights(weight, K, N, T, isa)),
+      name_(std::string("spmm_linear_") + isa_name(isa)) {}
+
+void SparseLinearOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
+  const float* res = has_residual_ ? in[1] : nullptr;
+  Epilogue ep;
+  ep.bias = bias_.empty() ? nullptr : bias_.data();
+  ep.act = act_;
+  ep.alpha = alpha_;
+  ep.beta = beta_;
+  if (T_ == 1) {  // x [1 x K] is already [K x 1], y [1 x N] is [N x 1]
+    ep.residual = res;
+    spmm_f32(w_, in[0], 1, out[0], 1, ep, pool);
+    return;
+  }
+  float* xt = out[1];
+  float* yt = xt + size_t(K_) * size_t(T_);
+  transpose_2d(in[0], T_, K_, xt, pool);
+  if (res) ep.act = Activation::kNone;  // act(acc + bias + residual): after the residual
+  spmm_f32(w_, xt, T_, yt, T_, ep, pool);
+  if (res)
+    transpose_add_act(yt, N_, T_, res, out[0], act_, alpha_, beta_, pool);
+  else
+    transpose_2d(yt, N_, T_, out[0], pool);
 }
 
 }  // namespace si

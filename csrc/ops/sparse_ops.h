@@ -1,5 +1,5 @@
-// Plan ops over the sparse (spmm) kernel family: convolutions with pruned weights, computed as
-// sparse weights x channel-major (plain NCHW) activations.
+// Plan ops over the sparse (spmm) kernel family: convolutions and linear layers with pruned
+// weights, computed as sparse weights x channel-major (plain NCHW) or token-major activations.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -39,6 +39,37 @@ class SparseConvOp : public Op {
   bool direct_;
   size_t ws_in_ = 0, ws_phase_ = 0, ws_out_ = 0;
   int64_t Q_;
+  std::vector<float> bias_;
+  Activation act_;
+  float alpha_, beta_;
+  bool has_residual_;
+  SparseWeights w_;
+  std::string name_;
+};
+
+// Linear layer with constant pruned weights: y[T x N] = act(x[T x K] @ W[K x N] + bias[N]
+// + residual[T x N]), T = every leading dim of x flattened (batch x tokens). The spmm family
+// vectorises over its dense dimension, which must be contiguous per weight column: x is
+// transposed (cache-blocked) into a workspace as [K x T], spmm computes W^T [N x K] (sparse,
+// bias per row n) times it into a second workspace [N x T], and that is transposed into y,
+// applying the residual and then the activation on the way (without a residual the activation
+// is applied by the spmm epilogue). T == 1 needs no transposes: x and y are used in place.
+// inputs: x, [residual (like y)]; outputs: y, [workspace of workspace_floats()].
+class SparseLinearOp : public Op {
+ public:
+  // weight: K x N row-major (the dense GemmOp's layout). Throws std::invalid_argument when a
+  // size is < 1 or (K - 1) x T does not fit the kernel's int32 offsets.
+  SparseLinearOp(int64_t T, const float* weight, int K, int N, const float* bias, Activation act, float alpha,
+                 float beta, Isa isa, bool has_residual);
+  void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
+  const char* kernel_name() const override { return name_.c_str(); }
+  size_t weight_bytes() const override { return w_.bytes() + bias_.size() * sizeof(float); }
+  size_t workspace_floats() const { return T_ == 1 ? 0 : size_t(T_) * (size_t(K_) + size_t(N_)); }
+  size_t nnz() const { return w_.nnz(); }
+
+ private:
+  int64_t T_;
+  int K_, N_;
   std::vector<float> bias_;
   Activation act_;
   float alpha_, beta_;

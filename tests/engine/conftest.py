@@ -26,6 +26,18 @@ def ort_run(model, feeds):
     return sess.run(None, feeds)
 
 
+def pruned(rng, shape, sparsity):
+    """N(0, 1) float32 weights with round(sparsity * size) of the smallest magnitudes zeroed."""
+    w = rng.standard_normal(shape).astype(np.float32)
+    if sparsity >= 1.0:
+        return np.zeros_like(w)
+    k = int(round(sparsity * w.size))
+    if k:
+        idx = np.argsort(np.abs(w).ravel(), kind="stable")[:k]
+        w.ravel()[idx] = 0
+    return w
+
+
 def f32(name, shape):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
 

@@ -9,18 +9,7 @@ from onnx import helper
 
 import sparseinfer
 
-from .conftest import f32, make_model, ort_run
-
-
-def pruned(rng, shape, sparsity):
-    w = rng.standard_normal(shape).astype(np.float32)
-    if sparsity >= 1.0:
-        return np.zeros_like(w)
-    k = int(round(sparsity * w.size))
-    if k:
-        idx = np.argsort(np.abs(w).ravel(), kind="stable")[:k]
-        w.ravel()[idx] = 0
-    return w
+from .conftest import f32, make_model, ort_run, pruned
 
 
 def conv_block(rng, n, c, h, w, k, kernel, stride, pads, dil, sparsity, residual, act):

@@ -59,4 +59,5 @@ def test_pruned_models_with_every_conv_sparse_match_onnxruntime(stub, monkeypatc
     monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
     engine = _check(stub, batch_size=2)
     sparse = [r for r in engine.node_report if r.choice and r.choice["chosen"] == "sparse"]
-    assert sparse and all(r.kernels[0].startswith("spmm_conv") for r in sparse)
+    assert sparse and all(r.kernels[0].startswith("spmm_conv" if r.op == "FusedConv" else "spmm_linear")
+                          for r in sparse)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -90,3 +90,24 @@ def choose(candidates: Sequence[Candidate], num_threads: int) -> tuple[Candidate
         costs[cand.name] = t * 1e3
     best = min(candidates, key=lambda c: costs[c.name])
     return best, {"measured_ms": {k: round(v, 4) for k, v in costs.items()}, "chosen": best.name}
+
+
+def decide(report: dict, w: np.ndarray, candidates: Callable[[], Sequence[Candidate]], num_threads: int,
+           sparse_possible: bool = True) -> bool:
+    """Whether a layer with weights ``w`` runs its sparse candidate: forced by
+    ``SPARSEINFER_KERNELS``, dense in auto mode below :data:`MIN_SPARSITY`, otherwise the faster
+    of ``candidates()`` (a "dense" and a "sparse" one, built only when they are timed).
+    ``sparse_possible`` False (the sparse kernel cannot take this layer) means dense in every
+    mode. Fills ``report`` with the sparsity, the mode, the measured ms and the choice."""
+    sparsity = weight_sparsity(w)
+    forced = mode()
+    report.update({"weight_sparsity": round(float(sparsity), 4), "mode": forced})
+    if not sparse_possible or forced == "dense" or (forced == "auto" and sparsity < MIN_SPARSITY):
+        report["chosen"] = "dense"
+        return False
+    if forced == "sparse":
+        report["chosen"] = "sparse"
+        return True
+    _, measured = choose(candidates(), num_threads)
+    report.update(measured)
+    return measured["chosen"] == "sparse"

@@ -4,6 +4,7 @@ run natively (``supports``) and emits its ops (``emit``). Nodes without a loweri
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -622,39 +623,40 @@ class FusedConvLowering(Lowering):
     def _sparse_wins(b, node, dense_op, w, bias, strides, pads, dil, shape, act, r_name) -> bool:
         """Sparse (plain NCHW, compressed weights) or dense (NCHWc, packed) for this conv: forced
         by SPARSEINFER_KERNELS, else measured (kernel_choice). Records the decision in b.choices."""
-        sparsity = kernel_choice.weight_sparsity(w)
-        forced = kernel_choice.mode()
-        report: dict = {"weight_sparsity": round(sparsity, 4), "mode": forced}
-        b.choices[node.name] = report
-        if forced == "dense" or (forced == "auto" and sparsity < kernel_choice.MIN_SPARSITY):
-            report["chosen"] = "dense"
-            return False
-        if forced == "sparse":
-            report["chosen"] = "sparse"
-            return True
         sparse_layout_ = sparse_layout(shape)
-        sparse_op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(),
-                                       bool(r_name), sparse_layout_ == "cnhw")
         out_shape = b.graph.shapes[node.outputs[0]]
         x_name = node.inputs[0]
-        cands = []
-        for name, op, layout in (("dense", dense_op, "plain" if dense_op.input_is_nchw else "nchwc"),
-                                 ("sparse", sparse_op, sparse_layout_)):
-            out_layout = sparse_layout_ if name == "sparse" else "nchwc"
-            sizes = [b.physical_size(shape, layout)]
-            if r_name:
-                sizes.append(b.physical_size(out_shape, out_layout))
-            steps = b.reorder_ops(x_name, layout)
-            reorders, reorder_sizes = [op_ for op_, _, _ in steps], [(i, o) for _, i, o in steps]
-            cands.append(kernel_choice.Candidate(
-                name, op, sizes, b.physical_size(out_shape, out_layout),
-                int(op.workspace_floats) if name == "sparse" else 0, reorders, reorder_sizes))
-        best, measured = kernel_choice.choose(cands, b.num_threads)
-        report.update(measured)
-        return best.name == "sparse"
+
+        def candidates():
+            sparse_op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(),
+                                           bool(r_name), sparse_layout_ == "cnhw")
+            cands = []
+            for name, op, layout in (("dense", dense_op, "plain" if dense_op.input_is_nchw else "nchwc"),
+                                     ("sparse", sparse_op, sparse_layout_)):
+                out_layout = sparse_layout_ if name == "sparse" else "nchwc"
+                sizes = [b.physical_size(shape, layout)]
+                if r_name:
+                    sizes.append(b.physical_size(out_shape, out_layout))
+                steps = b.reorder_ops(x_name, layout)
+                reorders, reorder_sizes = [op_ for op_, _, _ in steps], [(i, o) for _, i, o in steps]
+                cands.append(kernel_choice.Candidate(
+                    name, op, sizes, b.physical_size(out_shape, out_layout),
+                    int(op.workspace_floats) if name == "sparse" else 0, reorders, reorder_sizes))
+            return cands
+
+        report = b.choices[node.name] = {}
+        return kernel_choice.decide(report, w, candidates, b.num_threads)
+
+
+# The spmm kernel addresses input rows by int32 element offsets: (K - 1) x tokens must fit.
+_INT32_MAX = 2 ** 31 - 1
 
 
 class FusedGemmLowering(Lowering):
+    """A linear layer with a constant 2-D weight (MatMul, Gemm, with their fused bias, residual
+    and activation): y[T, N] from x[..., K] with T every leading dim flattened. Dense packed
+    GEMM, or the sparse one (compressed weights, spmm over the tokens) when it measures faster."""
+
     def supports(self, node, graph):
         if not hasattr(_core, "GemmOp") or not _all_f32(node, graph):
             return False
@@ -669,11 +671,33 @@ class FusedGemmLowering(Lowering):
         w = np.ascontiguousarray(g.constants[w_name], np.float32)
         bias = np.ascontiguousarray(g.constants[b_name], np.float32) if b_name else None
         m = int(np.prod(g.shapes[x_name][:-1]))
-        op = _core.GemmOp(m, w, bias, node.attr("activation", "none"), float(node.attr("alpha", 0.0)),
-                          float(node.attr("beta", 0.0)), _core.active_isa(), bool(r_name))
+        act = (node.attr("activation", "none"), float(node.attr("alpha", 0.0)), float(node.attr("beta", 0.0)))
+        op = self._choose(b, node, m, w, bias, act, bool(r_name))
         ins = [b.read(x_name)] + ([b.read(r_name)] if r_name else [])
-        y = b.write(node.outputs[0], layout="plain")
-        b.add(op, ins, [y], node)
+        outs = [b.write(node.outputs[0], layout="plain")]
+        if getattr(op, "workspace_floats", 0):
+            outs.append(b.workspace(node, int(op.workspace_floats)))
+        b.add(op, ins, outs, node)
+
+    @staticmethod
+    def _choose(b, node, m: int, w: np.ndarray, bias, act, residual: bool):
+        """The GemmOp or the SparseLinearOp for this layer (kernel_choice.decide; the decision
+        goes to b.choices). Each op is built at most once."""
+        isa = _core.active_isa()
+        dense = functools.cache(lambda: _core.GemmOp(m, w, bias, *act, isa, residual))
+        sparse = functools.cache(lambda: _core.SparseLinearOp(m, w, bias, *act, isa, residual))
+        k, n = w.shape
+        sizes = [m * k] + ([m * n] if residual else [])
+
+        def candidates():
+            return [kernel_choice.Candidate("dense", dense(), sizes, m * n),
+                    kernel_choice.Candidate("sparse", sparse(), sizes, m * n, int(sparse().workspace_floats))]
+
+        report = b.choices[node.name] = {}
+        fits = (k - 1) * m <= _INT32_MAX
+        if not fits:
+            report["reason"] = f"(K - 1) x tokens = {(k - 1) * m} exceeds the sparse kernel's int32 offsets"
+        return sparse() if kernel_choice.decide(report, w, candidates, b.num_threads, fits) else dense()
 
 
 register(DOMAIN, ("FusedConv",), FusedConvLowering())
