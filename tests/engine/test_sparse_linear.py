@@ -243,6 +243,7 @@ def test_layers_beyond_the_kernels_offsets_stay_dense(monkeypatch):
     from sparseinfer.compiler import lowering
 
     monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
+    monkeypatch.setenv("SPARSEINFER_BATCHING", "batched")  # one plan over the 8 rows, not 8 one-row streams
     monkeypatch.setattr(lowering, "_INT32_MAX", 100)
     rng = np.random.default_rng(16)
     model, feeds, want = linear_model(rng, (8, 32), 16, 0.9)
