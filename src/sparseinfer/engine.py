@@ -93,22 +93,24 @@ class Engine:
                 self._compiled[shapes] = hit
             return hit
 
-    def _compile_batch(self, proto: onnx.ModelProto, shapes: tuple[tuple[int, ...], ...]) -> StreamedBatch | None:
+    def _compile_batch(self, proto: onnx.ModelProto,
+                       shapes: tuple[tuple[int, ...], ...]) -> StreamedBatch | CompiledGraph | None:
         """For a batch of n >= cores images that the model computes independently: one
-        single-image plan per core (see compiler/micro_batch.py), when the single-image plan runs
-        sparse kernels or when forced. None: compile the batch as one plan."""
+        single-image plan per core (see compiler/micro_batch.py) when the single-image plan runs
+        sparse kernels or when forced; for a dense model that reuses its weights within an image,
+        whichever of streams and one plan measures faster. None: compile the batch as one plan."""
         mode = micro_batch.mode()
         n = shapes[0][0] if shapes and shapes[0] else 1
         # One single-thread stream per core: a batch smaller than the cores would leave some idle.
         if mode == "batched" or n < max(2, self.num_cores) or any(not s or s[0] != n for s in shapes):
             return None
-        if mode == "auto" and kernel_choice.mode() != "sparse" and not any(
-                t.data_type == onnx.TensorProto.FLOAT and len(t.dims) >= 2
-                and kernel_choice.weight_sparsity(onnx.numpy_helper.to_array(t)) >= kernel_choice.MIN_SPARSITY
-                for t in proto.graph.initializer):
-            return None  # no weight sparse enough for a sparse kernel: the plan stays dense
         one = tuple((1,) + tuple(s[1:]) for s in shapes)
         g1 = import_onnx(proto, dict(zip(self.input_names, one)))
+        reuse = micro_batch.weight_reuse(g1)
+        if mode == "auto" and reuse < micro_batch.MIN_WEIGHT_REUSE and kernel_choice.mode() != "sparse" and not any(
+                v.dtype == np.float32 and v.ndim >= 2 and kernel_choice.weight_sparsity(v) >= kernel_choice.MIN_SPARSITY
+                for v in g1.constants.values()):
+            return None  # neither sparse kernels nor weight reuse within an image to gain from
         reason = batch_separable(g1, import_onnx(proto, dict(zip(self.input_names, shapes))), n)
         if reason is not None:
             log.info("sparseinfer: batch %d runs as one plan: %s", n, reason)
@@ -117,11 +119,27 @@ class Engine:
         del g1
         streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n)
         sparse = any(r.choice and r.choice.get("chosen") == "sparse" for r in streamed.report)
-        if mode == "auto" and not sparse:
+        if mode == "streams" or sparse:
+            streamed.batching_note = f"{len(streamed.streams)} streams of single images" + (
+                " (sparse kernels chosen)" if sparse else f" ({micro_batch.ENV_VAR}=streams)")
+            return streamed
+        if reuse < micro_batch.MIN_WEIGHT_REUSE or streamed.weight_bytes > micro_batch.DENSE_TIMING_BUDGET:
             return None
-        streamed.batching_note = f"{len(streamed.streams)} streams of single images" + (
-            " (sparse kernels chosen)" if sparse else f" ({micro_batch.ENV_VAR}=streams)")
-        return streamed
+        batched = CompiledGraph(optimize(import_onnx(proto, dict(zip(self.input_names, shapes)))),
+                                self.num_cores, self.pin_threads)
+        # Ones for integer inputs: valid indices and masks, and no integer division by zero.
+        feeds = [np.random.default_rng(0).random(s).astype(d) if d.kind == "f" else np.ones(s, d)
+                 for s, d in zip(shapes, self._input_dtypes)]
+        try:
+            t_streams, t_batched = micro_batch.time_both(streamed, batched, feeds)
+        except Exception as exc:  # noqa: BLE001 - a model that needs real values to run: keep one plan
+            log.info("sparseinfer: batch %d runs as one plan (timing with made-up inputs failed: %s)", n, exc)
+            return batched
+        best = streamed if t_streams < t_batched else batched
+        best.batching_note = (f"{'streams' if best is streamed else 'one plan'}: measured "
+                              f"{t_streams * 1e3:.1f} ms as {len(streamed.streams)} streams of single images, "
+                              f"{t_batched * 1e3:.1f} ms as one plan")
+        return best
 
     # ---- running ----------------------------------------------------------------------------
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -88,11 +88,26 @@ def test_forced_batched_runs_one_plan(rng, monkeypatch):
     assert not isinstance(engine._default, StreamedBatch) and engine.batching == "one plan"
 
 
-def test_auto_dense_runs_one_plan(rng, monkeypatch):
+def test_auto_dense_conv_net_is_decided_by_measurement(rng, monkeypatch):
     monkeypatch.setenv(micro_batch.ENV_VAR, "auto")
     monkeypatch.setenv("SPARSEINFER_KERNELS", "dense")
-    engine = sparseinfer.compile_model(_cnn(rng), batch_size=4, num_cores=2)
-    assert not isinstance(engine._default, StreamedBatch) and engine.batching == "one plan"
+    model = _cnn(rng)
+    engine = sparseinfer.compile_model(model, batch_size=4, num_cores=2)
+    assert "measured" in engine.batching, engine.batching
+    x = rng.standard_normal((4, 8, 12, 12)).astype(np.float32)
+    np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_auto_dense_mlp_keeps_one_plan(rng, monkeypatch):
+    """Each weight of a Gemm is used once per row: the batch is what reuses it."""
+    monkeypatch.setenv(micro_batch.ENV_VAR, "auto")
+    w = rng.standard_normal((16, 8)).astype(np.float32)
+    model = make_model([helper.make_node("Gemm", ["x", "w"], ["y"])], [f32("x", ["N", 16])], [f32("y", ["N", 8])],
+                       {"w": w})
+    engine = sparseinfer.compile_model(model, batch_size=8, num_cores=2)
+    assert engine.batching == "one plan"
+    assert micro_batch.weight_reuse(import_onnx(model, {"x": (1, 16)})) == 1.0
+    assert micro_batch.weight_reuse(import_onnx(_cnn(rng), {"x": (1, 8, 12, 12)})) > 32
 
 
 def test_auto_with_sparse_kernels_runs_streams(rng, monkeypatch):
