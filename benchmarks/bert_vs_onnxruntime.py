@@ -22,7 +22,8 @@ import onnx
 
 import sparseinfer
 from sparseinfer import _core, zoo
-from sparseinfer.benchmark import compare_engines, make_inputs, make_runner
+from sparseinfer.benchmark.compare import compare
+from sparseinfer.benchmark.inputs import with_sequence
 from sparseinfer.graph.flops import analyze_flops
 
 # (zoo name, batch, sequence) -> (target, what the ratio means)
@@ -30,17 +31,6 @@ TARGETS = {
     ("bert_base", 1, 128): (1.15, "latency sparseinfer / onnxruntime <="),
     ("bert_base", 16, 128): (0.9, "throughput sparseinfer / onnxruntime >="),
 }
-
-
-def with_sequence(model: onnx.ModelProto, seq: int) -> onnx.ModelProto:
-    """A copy of ``model`` whose inputs' symbolic 'sequence' dimension is ``seq``."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    for vi in fixed.graph.input:
-        for d in vi.type.tensor_type.shape.dim:
-            if d.HasField("dim_param") and d.dim_param == "sequence":
-                d.dim_value = seq
-    return fixed
 
 
 def main() -> None:
@@ -57,19 +47,24 @@ def main() -> None:
     for case in a.cases.split(","):
         name, batch, seq = case.split(":")
         batch, seq = int(batch), int(seq)
-        model = with_sequence(onnx.load(zoo.resolve(f"zoo:{name}")), seq)
-        feeds = make_inputs(model, batch, seed=1)
-        runners = {e: make_runner(e, model, batch, a.num_cores) for e in ("sparseinfer", "onnxruntime")}
-        stats = compare_engines(runners, feeds, batch, warmup_s=a.warmup, time_s=a.time, rounds=a.rounds)
+        path = zoo.resolve(f"zoo:{name}")
+        model = with_sequence(onnx.load(path), seq)
+        consts = {t.name for t in model.graph.initializer}
+        shapes = ",".join(f"{i.name}:{batch}x{seq}" for i in model.graph.input if i.name not in consts)
+        # Each engine in its own process (`sparseinfer compare`'s workers), as for the CNNs.
+        doc = compare(str(path), ["sparseinfer", "onnxruntime"], batch_size=batch, num_cores=a.num_cores,
+                      time_s=a.time, warmup_s=a.warmup, rounds=a.rounds, input_shapes=shapes, progress=False)
+        stats = {r["engine"]: r for r in doc["rows"]}
         si, ort = stats["sparseinfer"], stats["onnxruntime"]
         flops = analyze_flops(model, dim_values={"batch": batch, "sequence": seq}).flops
         report = sparseinfer.compile_model(model, batch_size=batch, num_cores=a.num_cores).node_report
         row = {
             "model": f"zoo:{name}", "batch_size": batch, "sequence_length": seq, "num_cores": a.num_cores,
-            "engines": {k: v.as_dict() for k, v in stats.items()},
-            "latency_ratio_median": si.median_ms / ort.median_ms,
-            "throughput_ratio": si.items_per_s / ort.items_per_s,
-            "gflops_per_s": {k: flops / (v.median_ms / 1e3) / 1e9 for k, v in stats.items()},
+            "engines": stats,
+            "latency_ratio_median": si["median_ms"] / ort["median_ms"],
+            "throughput_ratio": si["items_per_s"] / ort["items_per_s"],
+            "memory_ratio": si["peak_rss_mib"] / ort["peak_rss_mib"],
+            "gflops_per_s": {k: flops / (v["median_ms"] / 1e3) / 1e9 for k, v in stats.items()},
             "fraction_native": sum(r.native for r in report) / len(report),
             "fallback_ops": sorted({r.op for r in report if not r.native}),
         }
@@ -87,8 +82,9 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "isa": _core.active_isa(),
                     "cores": a.num_cores, "cpus_visible": os.cpu_count()},
         "versions": {"sparseinfer": sparseinfer.__version__, "onnxruntime": onnxruntime.__version__},
-        "method": f"sync, one request at a time; {a.warmup}s warm-up per engine, then {a.rounds} rounds "
-                  f"alternating engine order, {a.time}s total per case; medians",
+        "method": f"sync, one request at a time, each engine in its own process; {a.warmup}s warm-up per "
+                  f"engine, then {a.rounds} rounds alternating engine order, {a.time}s per engine per case; "
+                  "medians; peak RSS of each engine's process",
         "results": results,
     }, indent=2))
 

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 
 import onnx
 
@@ -29,16 +30,21 @@ import sparseinfer
 from sparseinfer import _core, zoo
 from sparseinfer.benchmark import make_inputs, measure_sync, open_engine
 from sparseinfer.benchmark.compare import output_diff
+from sparseinfer.benchmark.inputs import with_sequence
 from sparseinfer.benchmark.memory import measure_in_subprocess
 from sparseinfer.benchmark.runners import DEEPSPARSE_PYTHON_ENV, PeerNotInstalled
 
 DEFAULT_CASES = ("resnet50-pruned90:1,resnet50-pruned90:64,resnet50-pruned95:1,resnet50-pruned95:64,"
-                 "vgg16-pruned90:1,vgg16-pruned90:64,resnet50:64")
+                 "vgg16-pruned90:1,vgg16-pruned90:64,resnet50:64,bert_base-pruned90:1:128")
 
 
-def run_case(stub: str, batch: int, cores: int, a: argparse.Namespace) -> dict:
+def run_case(stub: str, batch: int, cores: int, a: argparse.Namespace, seq: int | None = None) -> dict:
     path = str(zoo.resolve(f"zoo:{stub}"))
     model = onnx.load(path)
+    if seq is not None:  # a text model: every engine gets a copy with its sequence axis fixed
+        model = with_sequence(model, seq)
+        path = os.path.join(tempfile.mkdtemp(prefix="sparseinfer-seq"), f"{stub}-seq{seq}.onnx")
+        onnx.save(model, path)
     feeds = make_inputs(model, batch)
     engines = {}
     skipped = {}
@@ -64,7 +70,7 @@ def run_case(stub: str, batch: int, cores: int, a: argparse.Namespace) -> dict:
     stats = {n: r.as_dict() for n, r in results.items()}
     for s in stats.values():
         s["items_per_s_median"] = batch / (s["median_ms"] / 1e3)
-    row = {"model": f"zoo:{stub}", "batch_size": batch, "num_cores": cores, "engines": stats,
+    row = {"model": f"zoo:{stub}", "batch_size": batch, "sequence_length": seq, "num_cores": cores, "engines": stats,
            "max_abs_diff_vs_onnxruntime": diffs, "skipped": skipped}
     si = sparseinfer.compile_model(model, batch_size=batch, num_cores=cores)
     row["sparseinfer_weight_bytes"] = si.weight_bytes
@@ -84,7 +90,8 @@ def run_case(stub: str, batch: int, cores: int, a: argparse.Namespace) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default=DEFAULT_CASES, help="comma-separated zoo NAME[-VARIANT]:batch pairs")
+    p.add_argument("--cases", default=DEFAULT_CASES,
+                   help="comma-separated zoo NAME[-VARIANT]:batch pairs, NAME:batch:sequence for text models")
     p.add_argument("--num-cores", type=int, default=_core.physical_core_count())
     p.add_argument("--time", type=float, default=20.0, help="timed seconds per case, split over engines")
     p.add_argument("--warmup", type=float, default=2.0)
@@ -97,8 +104,8 @@ def main() -> None:
         os.environ[DEEPSPARSE_PYTHON_ENV] = a.deepsparse_python
     results = []
     for case in a.cases.split(","):
-        stub, batch = case.rsplit(":", 1)
-        row = run_case(stub, int(batch), a.num_cores, a)
+        stub, batch, *seq = case.split(":")
+        row = run_case(stub, int(batch), a.num_cores, a, int(seq[0]) if seq else None)
         results.append(row)
         print(json.dumps({"progress": case, "throughput_ratio_vs": row["throughput_ratio_vs"]}), file=sys.stderr)
     by = {(r["model"], r["batch_size"]): r for r in results}

@@ -11,6 +11,17 @@ from sparseinfer.errors import ModelLoadError
 from sparseinfer.graph.onnx_import import graph_input_infos, resolve_input_shapes
 
 
+def with_sequence(model: onnx.ModelProto, seq: int) -> onnx.ModelProto:
+    """A copy of ``model`` whose inputs' symbolic 'sequence' dimension is ``seq`` (text models)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for vi in fixed.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_param") and d.dim_param == "sequence":
+                d.dim_value = seq
+    return fixed
+
+
 def make_inputs(model: onnx.ModelProto, batch_size: int = 1,
                 input_shapes: Mapping[str, Sequence[int]] | Sequence[Sequence[int]] | None = None,
                 seed: int = 0) -> dict[str, np.ndarray]:
