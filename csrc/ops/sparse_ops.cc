@@ -1,5 +1,9 @@
 #include "ops/sparse_ops.h"
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -74,11 +78,36 @@ void for_each_tile(int64_t rows, int64_t cols, ThreadPool* pool, const F& f) {
   pool->parallel_for(size_t(tasks), [&](size_t t) { run(int64_t(t) * tiles / tasks, (int64_t(t) + 1) * tiles / tasks); });
 }
 
+// dst[c * ld_dst + r] = src[r * ld_src + c] for r in [r0, r1), c in [c0, c1): 4 x 4 blocks with
+// SSE (baseline x86-64: no dispatch needed; measured: the scalar loops were ~15 of bert_base-
+// pruned90's 85 ms), the edges scalar.
+void transpose_block(const float* src, int64_t ld_src, float* dst, int64_t ld_dst, int64_t r0, int64_t r1,
+                     int64_t c0, int64_t c1) {
+  int64_t r = r0;
+#if defined(__SSE2__)
+  for (; r + 4 <= r1; r += 4) {
+    int64_t c = c0;
+    for (; c + 4 <= c1; c += 4) {
+      __m128 a = _mm_loadu_ps(src + r * ld_src + c), b = _mm_loadu_ps(src + (r + 1) * ld_src + c);
+      __m128 d = _mm_loadu_ps(src + (r + 2) * ld_src + c), e = _mm_loadu_ps(src + (r + 3) * ld_src + c);
+      _MM_TRANSPOSE4_PS(a, b, d, e);
+      _mm_storeu_ps(dst + c * ld_dst + r, a);
+      _mm_storeu_ps(dst + (c + 1) * ld_dst + r, b);
+      _mm_storeu_ps(dst + (c + 2) * ld_dst + r, d);
+      _mm_storeu_ps(dst + (c + 3) * ld_dst + r, e);
+    }
+    for (; c < c1; ++c)
+      for (int64_t i = r; i < r + 4; ++i) dst[c * ld_dst + i] = src[i * ld_src + c];
+  }
+#endif
+  for (; r < r1; ++r)
+    for (int64_t c = c0; c < c1; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
+}
+
 // dst[c * rows + r] = src[r * cols + c]: a row-major rows x cols matrix into cols x rows.
 void transpose_2d(const float* src, int64_t rows, int64_t cols, float* dst, ThreadPool* pool) {
   for_each_tile(rows, cols, pool, [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c)
-      for (int64_t r = r0; r < r1; ++r) dst[c * rows + r] = src[r * cols + c];
+    transpose_block(src, cols, dst, rows, r0, r1, c0, c1);
   });
 }
 
@@ -87,9 +116,13 @@ void transpose_2d(const float* src, int64_t rows, int64_t cols, float* dst, Thre
 void transpose_add_act(const float* src, int64_t N, int64_t T, const float* res, float* y, Activation act,
                        float alpha, float beta, ThreadPool* pool) {
   for_each_tile(T, N, pool, [&](int64_t t0, int64_t t1, int64_t n0, int64_t n1) {
+    // Transposed into a tile on the stack first (the residual may be y itself), then added.
+    float tile[kTile * kTile];
+    const int64_t w = n1 - n0;
+    transpose_block(src + n0 * T + t0, T, tile, w, 0, n1 - n0, 0, t1 - t0);
     for (int64_t t = t0; t < t1; ++t)
       for (int64_t n = n0; n < n1; ++n)
-        y[t * N + n] = apply_activation(src[n * T + t] + res[t * N + n], act, alpha, beta);
+        y[t * N + n] = apply_activation(tile[(t - t0) * w + (n - n0)] + res[t * N + n], act, alpha, beta);
   });
 }
 
