@@ -98,6 +98,19 @@ def test_softmax_last_axis(isa, n):
     np.testing.assert_allclose(got, softmax_ref(x.astype(np.float64)), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_softmax_of_minus_infinity(isa):
+    """-inf entries get exactly 0; a row of only -inf is NaN (as ONNX's and NumPy's softmax)."""
+    x = np.full((3, 20), -np.inf, np.float32)
+    x[1, :5] = 1.0
+    x[2] = np.linspace(-3, 3, 20)
+    x[2, 7] = np.nan
+    op = _core.SoftmaxOp(3, 20, 1, False, isa)
+    got = run_op(op, [x], [(x.shape, np.float32)], 1)[0]
+    assert np.isnan(got[0]).all() and np.isnan(got[2]).all()
+    np.testing.assert_array_equal(got[1], np.r_[np.full(5, 0.2, np.float32), np.zeros(15, np.float32)])
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="dims needs 6 values"):
         _core.AttentionOp([1, 1, 1, 1], [0] * 15, 1.0, False, "portable")

@@ -23,7 +23,10 @@ inline float hmax_ps(__m256 v) {
 }
 
 // Same range reduction and polynomial as si::avx512::exp_ps.
+// Below -87.3 the result is 0 (not the clamp's 1e-38: a softmax over -inf entries must give
+// exact zeros), and NaN stays NaN (a softmax row of only -inf is NaN, as in ONNX).
 inline __m256 exp_ps(__m256 x) {
+  const __m256 x0 = x;
   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -38,7 +41,9 @@ inline __m256 exp_ps(__m256 x) {
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
   // 2^n: n is in [-126, 127] after the clamp, so build the exponent bits directly.
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  const __m256 y = _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)),
+                                 _mm256_cmp_ps(x0, _mm256_set1_ps(-87.3f), _CMP_GE_OQ));
+  return _mm256_blendv_ps(y, x0, _mm256_cmp_ps(x0, x0, _CMP_UNORD_Q));
 }
 
 inline __m256 sigmoid_ps(__m256 x) {

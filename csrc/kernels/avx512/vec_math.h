@@ -9,7 +9,9 @@ namespace si::avx512 {
 
 // exp(x) by range reduction to 2^n * exp(r), |r| <= ln2/2, and a degree-6 polynomial
 // (Cephes coefficients); relative error ~1e-7 over the clamped range.
+// Below -87.3 the result is 0 and NaN stays NaN (see avx2::exp_ps).
 inline __m512 exp_ps(__m512 x) {
+  const __m512 x0 = x;
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -22,7 +24,9 @@ inline __m512 exp_ps(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
-  return _mm512_scalef_ps(p, n);
+  const __m512 y = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x0, _mm512_set1_ps(-87.3f), _CMP_GE_OQ),
+                                       _mm512_scalef_ps(p, n));
+  return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x0, x0, _CMP_UNORD_Q), x0);
 }
 
 inline __m512 sigmoid_ps(__m512 x) {
