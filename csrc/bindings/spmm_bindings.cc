@@ -99,6 +99,7 @@ void bind_spmm(nb::module_& m) {
     for (Isa isa : kSpmmVariants) v.emplace_back(isa_name(isa));
     return v;
   }, "Names of every variant of the f32 spmm family (supported by this CPU or not).");
+  m.attr("SPMM_MAX_K") = kSpmmMaxK;  // largest K (weight columns) of SparseWeights and the sparse ops
   m.def("spmm_tile", [](const std::string& isa) { return spmm_tile(parse_isa(isa)); },
         nb::arg("isa"), "Positions per main tile of an spmm variant.");
 

@@ -32,7 +32,7 @@ void check_isa(Isa isa) {
 }
 
 // First row m in [0, M] with cost(m) = row_start[m] + kRowCost * m >= target.
-int row_at_cost(const int64_t* row_start, int M, int64_t target) {
+int row_at_cost(const int32_t* row_start, int M, int64_t target) {
   int lo = 0, hi = M;
   while (lo < hi) {
     const int mid = lo + (hi - lo) / 2;
@@ -48,27 +48,39 @@ int row_at_cost(const int64_t* row_start, int M, int64_t target) {
 SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_offsets, Isa isa)
     : M_(M), K_(K), isa_(isa) {
   if (M < 0 || K < 0) throw std::invalid_argument("SparseWeights: M and K must be >= 0");
+  if (K > kSpmmMaxK)
+    throw std::invalid_argument("SparseWeights: K = " + std::to_string(K) + " exceeds the spmm limit of " +
+                                std::to_string(kSpmmMaxK) + " columns (column indices are stored as uint16)");
   check_isa(isa);
   if (K > 0 && !col_offsets) throw std::invalid_argument("SparseWeights: col_offsets is null");
+  col_off_.resize(static_cast<size_t>(K));
   for (int k = 0; k < K; ++k) {
     const int64_t o = col_offsets[k];
     if (o < 0 || o > std::numeric_limits<int32_t>::max())
       throw std::invalid_argument("SparseWeights: col_offsets[" + std::to_string(k) + "] = " +
                                   std::to_string(o) +
                                   " is outside [0, 2^31 - 1] (offsets are stored as int32)");
+    col_off_[k] = static_cast<int32_t>(o);
     max_col_offset_ = std::max(max_col_offset_, o);
   }
   size_t nnz = 0;
   for (size_t i = 0, n = static_cast<size_t>(M) * K; i < n; ++i) nnz += w[i] != 0.f;
-  entries_.reserve(nnz);
+  if (nnz > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    throw std::invalid_argument("SparseWeights: " + std::to_string(nnz) +
+                                " nonzeros exceed the spmm limit of 2^31 - 1 (row starts are stored as int32)");
+  val_.reserve(nnz);
+  col_.reserve(nnz);
   row_start_.resize(static_cast<size_t>(M) + 1);
   for (int m = 0; m < M; ++m) {
-    row_start_[m] = static_cast<int64_t>(entries_.size());
+    row_start_[m] = static_cast<int32_t>(val_.size());
     const float* row = w + static_cast<size_t>(m) * K;
     for (int k = 0; k < K; ++k)
-      if (row[k] != 0.f) entries_.push_back({static_cast<int32_t>(col_offsets[k]), row[k]});
+      if (row[k] != 0.f) {
+        val_.push_back(row[k]);
+        col_.push_back(static_cast<uint16_t>(k));
+      }
   }
-  row_start_[M] = static_cast<int64_t>(entries_.size());
+  row_start_[M] = static_cast<int32_t>(val_.size());
 }
 
 SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
@@ -77,14 +89,9 @@ SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
   if (max_col_offset_ > 0 && factor > lim / max_col_offset_)
     throw std::invalid_argument("SparseWeights: offsets (" + std::to_string(max_col_offset_) + " x " +
                                 std::to_string(factor) + ") do not fit int32 storage");
-  SparseWeights s;
-  s.M_ = M_;
-  s.K_ = K_;
-  s.isa_ = isa_;
+  SparseWeights s = *this;
   s.max_col_offset_ = max_col_offset_ < 0 ? max_col_offset_ : max_col_offset_ * factor;
-  s.entries_ = entries_;
-  for (SpmmEntry& e : s.entries_) e.off = static_cast<int32_t>(e.off * factor);
-  s.row_start_ = row_start_;
+  for (int32_t& o : s.col_off_) o = static_cast<int32_t>(o * factor);
   return s;
 }
 
@@ -98,18 +105,17 @@ void spmm_kernel_portable(const SpmmArgs& a) {
     for (int m = a.m0; m < a.m1; ++m) {
       float acc[T];
       std::fill(acc, acc + T, 0.f);
-      const SpmmEntry* e = a.entries + a.row_start[m];
-      const SpmmEntry* end = a.entries + a.row_start[m + 1];
+      const int32_t i0 = a.row_start[m], i1 = a.row_start[m + 1];
       if (w == T) {
-        for (; e < end; ++e) {
-          const float* xr = x + e->off;
-          const float wv = e->w;
+        for (int32_t i = i0; i < i1; ++i) {
+          const float* xr = x + a.col_off[a.col[i]];
+          const float wv = a.val[i];
           for (int j = 0; j < T; ++j) acc[j] += wv * xr[j];
         }
       } else {
-        for (; e < end; ++e) {
-          const float* xr = x + e->off;
-          const float wv = e->w;
+        for (int32_t i = i0; i < i1; ++i) {
+          const float* xr = x + a.col_off[a.col[i]];
+          const float wv = a.val[i];
           for (int j = 0; j < w; ++j) acc[j] += wv * xr[j];
         }
       }
@@ -145,7 +151,9 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
   const int64_t cost = static_cast<int64_t>(W.nnz()) + kRowCost * M;
 
   SpmmArgs base;
-  base.entries = W.entries();
+  base.val = W.values();
+  base.col = W.cols();
+  base.col_off = W.col_off();
   base.row_start = W.row_start();
   base.in = in;
   base.out = out;

@@ -10,11 +10,13 @@
 //   avx512    MR = 64 positions (4 zmm) x 2 nonzeros in flight (8 accumulators)
 // Q edges: 32/16-wide (AVX-512) / 16/8-wide (AVX2) remainder tiles, last vector masked.
 //
-// Storage (all ISAs alike): per output row m, its nonzeros as (int32 element offset into `in`,
-// float value) pairs in one interleaved stream (one sequential read per nonzero: the offset
-// is used as an index register, the value as an embedded-broadcast FMA operand), plus int64
-// row starts (M + 1). Offsets are absolute (col_offsets[k] of the nonzero's column), so the
-// inner loop has no pointer-chasing dependency.
+// Storage (all ISAs alike), 6 bytes per nonzero: per output row m, its nonzeros as two
+// parallel arrays (SoA), float values and uint16 column indices k, plus a per-weights table
+// col_off[K] (int32 element offset into `in` of input row k) and int32 row starts (M + 1).
+// The kernel reads `in + col_off[col[i]]` (the table is K x 4 bytes: L1-resident) and
+// broadcasts val[i]. Hence K <= kSpmmMaxK (65536) and nnz <= 2^31 - 1 (std::invalid_argument
+// otherwise); callers keep wider layers dense. Rescaling the offsets (scaled_offsets) only
+// touches the table.
 //
 // Driver (spmm.cc): the output is cut into tasks of (Q block x row block), row blocks balanced
 // by nnz (binary search on the row starts: no allocation). A task walks its Q block tile by
@@ -33,48 +35,52 @@ namespace si {
 
 class ThreadPool;
 
-// One stored nonzero: element offset of its input row, and its weight.
-struct SpmmEntry {
-  int32_t off;
-  float w;
-};
+// Largest K (weight columns) the storage takes: a column index is a uint16.
+inline constexpr int kSpmmMaxK = 65536;
 
 // W: M x K dense row-major weights, compressed at construction (exact zeros dropped) for one
 // ISA. col_offsets[k] (k in [0, K)): element offset of input row k relative to the `in`
 // pointer given to spmm_f32 (k * Q for a plain [K, Q] matrix; c * plane + r * padded_width + s
-// for a tap of a stride-1 conv over a padded plane). Offsets must be in [0, INT32_MAX]
-// (std::invalid_argument otherwise). An unsupported ISA also throws std::invalid_argument.
+// for a tap of a stride-1 conv over a padded plane). Offsets must be in [0, INT32_MAX], K in
+// [0, kSpmmMaxK] and nnz at most INT32_MAX (std::invalid_argument otherwise). An unsupported
+// ISA also throws std::invalid_argument.
 class SparseWeights {
  public:
   SparseWeights(const float* w, int M, int K, const int64_t* col_offsets, Isa isa);
 
   int M() const { return M_; }
   int K() const { return K_; }
-  size_t nnz() const { return entries_.size(); }
+  size_t nnz() const { return val_.size(); }
   Isa isa() const { return isa_; }
-  // Memory of the compressed form: 8 bytes per nonzero + 8 bytes per row (+ 8).
+  // Memory of the compressed form: 6 bytes per nonzero + 4 per column + 4 per row (+ 4), i.e.
+  // 6 nnz + 4 K + 4 (M + 1).
   size_t bytes() const {
-    return entries_.size() * sizeof(SpmmEntry) + row_start_.size() * sizeof(int64_t);
+    return val_.size() * sizeof(float) + col_.size() * sizeof(uint16_t) + col_off_.size() * sizeof(int32_t) +
+           row_start_.size() * sizeof(int32_t);
   }
   // Largest col_offsets[k] (over all k, -1 when K == 0): the input must hold at least
   // max_col_offset() + Q floats.
   int64_t max_col_offset() const { return max_col_offset_; }
 
   // The same weights with every offset multiplied by `factor` (for weights built with
-  // col_offsets[k] = k: the plain [K, Q] layout once its row stride is known). Throws
-  // std::invalid_argument when an offset would no longer fit int32.
+  // col_offsets[k] = k: the plain [K, Q] layout once its row stride is known): only the col_off
+  // table changes. Throws std::invalid_argument when an offset would no longer fit int32.
   SparseWeights scaled_offsets(int64_t factor) const;
 
-  const SpmmEntry* entries() const { return entries_.data(); }
-  const int64_t* row_start() const { return row_start_.data(); }  // M + 1 values
+  const float* values() const { return val_.data(); }        // nnz values, row by row
+  const uint16_t* cols() const { return col_.data(); }        // nnz column indices k
+  const int32_t* col_off() const { return col_off_.data(); }  // K element offsets
+  const int32_t* row_start() const { return row_start_.data(); }  // M + 1 values
 
  private:
   SparseWeights() = default;
   int M_ = 0, K_ = 0;
   Isa isa_ = Isa::kPortable;
   int64_t max_col_offset_ = -1;
-  std::vector<SpmmEntry> entries_;
-  std::vector<int64_t> row_start_;
+  std::vector<float> val_;
+  std::vector<uint16_t> col_;
+  std::vector<int32_t> col_off_;
+  std::vector<int32_t> row_start_;
 };
 
 // out[m * ldo + q] = act(sum_k W[m][k] * in[col_offsets[k] + q] + bias[m] + residual[m * ldo + q])
@@ -91,8 +97,10 @@ inline constexpr Isa kSpmmVariants[] = {Isa::kPortable, Isa::kAvx2, Isa::kAvx512
 
 // One task: rows [m0, m1) x positions [q0, q1) of the output.
 struct SpmmArgs {
-  const SpmmEntry* entries;
-  const int64_t* row_start;
+  const float* val;          // nnz values
+  const uint16_t* col;       // nnz column indices
+  const int32_t* col_off;    // K element offsets into `in`
+  const int32_t* row_start;  // M + 1 indices into val / col
   const float* in;
   float* out;
   int64_t ldo;

@@ -49,6 +49,11 @@ const ConvParams& checked(const ConvParams& p) {
       p.pad_right < 0)
     throw std::invalid_argument("SparseConvOp: sizes, strides and dilations must be positive, pads >= 0");
   if (p.OH() < 1 || p.OW() < 1) throw std::invalid_argument("SparseConvOp: the kernel is larger than the padded input");
+  const int64_t cols = int64_t(p.C) * p.R * p.S;
+  if (cols > kSpmmMaxK)
+    throw std::invalid_argument("SparseConvOp: C x R x S = " + std::to_string(cols) +
+                                " weight columns exceed the spmm kernel's limit (expected at most " +
+                                std::to_string(kSpmmMaxK) + "); keep this conv dense");
   return p;
 }
 
@@ -135,6 +140,10 @@ SparseWeights linear_weights(const float* w, int K, int N, int64_t T, Isa isa) {
   if ((K - 1) * T > std::numeric_limits<int32_t>::max())
     throw std::invalid_argument("SparseLinearOp: (K - 1) x T = " + std::to_string((K - 1) * T) +
                                 " exceeds the spmm kernel's int32 offsets (expected at most 2^31 - 1)");
+  if (K > kSpmmMaxK)
+    throw std::invalid_argument("SparseLinearOp: K = " + std::to_string(K) +
+                                " exceeds the spmm kernel's column limit (expected at most " +
+                                std::to_string(kSpmmMaxK) + "); keep this layer dense");
   std::vector<float> wt(size_t(N) * K);
   transpose_2d(w, K, N, wt.data(), nullptr);
   std::vector<int64_t> off(static_cast<size_t>(K));

@@ -21,6 +21,7 @@ namespace si {
 //     cropped into y, applying the residual and activation there.
 // batch_major: x, y and the residual are C x N x H x W ("CNHW") instead of NCHW, so that the
 // whole batch is one spmm over N x positions (long runs of Q even at 7x7) instead of N short ones.
+// C x R x S (the weight columns) must be at most kSpmmMaxK (std::invalid_argument otherwise).
 // inputs: x, [residual (like y)]; outputs: y, [workspace of workspace_floats()].
 class SparseConvOp : public Op {
  public:
@@ -58,7 +59,7 @@ class SparseConvOp : public Op {
 class SparseLinearOp : public Op {
  public:
   // weight: K x N row-major (the dense GemmOp's layout). Throws std::invalid_argument when a
-  // size is < 1 or (K - 1) x T does not fit the kernel's int32 offsets.
+  // size is < 1, K > kSpmmMaxK or (K - 1) x T does not fit the kernel's int32 offsets.
   SparseLinearOp(int64_t T, const float* weight, int K, int N, const float* bias, Activation act, float alpha,
                  float beta, Isa isa, bool has_residual);
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;

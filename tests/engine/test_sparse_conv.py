@@ -8,6 +8,7 @@ import pytest
 from onnx import helper
 
 import sparseinfer
+from sparseinfer import _core
 
 from .conftest import f32, make_model, ort_run, pruned
 
@@ -102,6 +103,27 @@ def test_dense_layers_are_not_timed(monkeypatch):
     model, _ = conv_block(rng, 1, 16, 8, 8, 16, 3, 1, [1, 1, 1, 1], 1, sparsity=0.1, residual=False, act=False)
     choice = next(r.choice for r in sparseinfer.compile_model(model).node_report if r.op == "FusedConv")
     assert choice["chosen"] == "dense" and "measured_ms" not in choice
+
+
+def test_convs_beyond_the_kernels_columns_stay_dense(monkeypatch):
+    """C x R x S past the spmm's uint16 column indices: dense even when sparse is forced, and
+    said; the op itself refuses such weights with the limit in the message."""
+    from sparseinfer.compiler import lowering
+
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
+    monkeypatch.setattr(lowering, "_SPMM_MAX_K", 71)
+    rng = np.random.default_rng(5)
+    model, feeds = conv_block(rng, 1, 8, 9, 9, 8, 3, 1, [1, 1, 1, 1], 1, sparsity=0.9, residual=False, act=True)
+    engine = sparseinfer.compile_model(model)
+    conv = next(r for r in engine.node_report if r.op == "FusedConv")
+    assert conv.choice["chosen"] == "dense" and not conv.kernels[0].startswith("spmm")
+    assert conv.choice["reason"] == "K = 72 weight columns exceed the sparse kernel's limit of 71"
+    np.testing.assert_allclose(engine(**feeds)[0], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)
+    c = _core.SPMM_MAX_K // 9 + 1  # C x 3 x 3 just past the limit
+    w = np.zeros((1, c, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=f"C x R x S = {c * 9} weight columns exceed the spmm kernel's limit"):
+        _core.SparseConvOp(w, None, [1, 1], [1, 1, 1, 1], [1, 1], [1, c, 4, 4], "none", 0.0, 0.0,
+                           _core.active_isa(), False)
 
 
 def test_bad_kernel_mode_is_a_clear_error(monkeypatch):

@@ -211,6 +211,41 @@ def test_properties_and_bytes_shrink(isa):
     assert _core.SparseWeights(np.zeros((M, K), np.float32), None, isa).bytes < ss.bytes
 
 
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_bytes_formula(isa):
+    """6 bytes per nonzero (float value + uint16 column) + the int32 offset table (K) + int32 row
+    starts (M + 1), exactly; the same for explicit offsets and after rescaling them."""
+    rng = np.random.default_rng(8)
+    for M, K, sp in [(64, 256, 0.9), (7, 3, 0.0), (1, 1, 1.0), (33, 1000, 0.99), (0, 5, 0.5), (4, 0, 0.5)]:
+        w = sparse_weights(rng, M, K, sp)
+        nnz = int((w != 0).sum())
+        want = 6 * nnz + 4 * K + 4 * (M + 1)
+        sw = _core.SparseWeights(w, None, isa)
+        assert (sw.nnz, sw.bytes) == (nnz, want)
+        assert _core.SparseWeights(w, np.arange(K, dtype=np.int64) * 3, isa).bytes == want
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+def test_k_at_the_column_limit(isa):
+    """K = SPMM_MAX_K = 65536 (the largest uint16 column index, 65535, in use) is computed
+    exactly; one column more is a clear error."""
+    assert _core.SPMM_MAX_K == 65536
+    rng = np.random.default_rng(9)
+    M, K, Q = 3, _core.SPMM_MAX_K, 5
+    w = sparse_weights(rng, M, K, 0.99)
+    w[:, -1] = [1.5, -2.0, 0.5]  # the last columns are used
+    w[1, -2] = 3.0
+    x = rand(rng, K, Q)
+    sw = _core.SparseWeights(w, None, isa)
+    assert sw.bytes == 6 * sw.nnz + 4 * K + 4 * (M + 1)
+    assert_close(_core.spmm(sw, x), reference(w, x), K)
+    offs = (K - 1 - np.arange(K, dtype=np.int64)) * Q  # rows read in reverse: offsets via the table
+    got = _core.spmm(_core.SparseWeights(w, offs, isa), x[::-1].ravel(), Q)
+    assert_close(got, reference(w, x), K)
+    with pytest.raises(ValueError, match="K = 65537 exceeds the spmm limit of 65536 columns"):
+        _core.SparseWeights(np.ones((1, K + 1), np.float32), None, isa)
+
+
 def test_bad_inputs():
     isa = _core.best_isa()
     w = np.ones((3, 4), dtype=np.float32)

@@ -1,7 +1,8 @@
 // AVX-512 f32 spmm kernel: a tile of 64 positions (4 zmm) per output row, two nonzeros in
 // flight (8 accumulators: enough independent FMA chains to cover the 4-cycle latency). Per
-// nonzero: its int32 offset as the index of 4 memory-operand FMAs and its value as a
-// broadcast. Remainder tiles of 48/32/16 positions, the last vector masked (fault-free).
+// nonzero: its input row's offset col_off[col[i]] as the index of 4 memory-operand FMAs and
+// its value val[i] as a broadcast. Remainder tiles of 48/32/16 positions, the last vector
+// masked (fault-free).
 #include <immintrin.h>
 
 #include "kernels/avx512/vec_math.h"
@@ -23,24 +24,24 @@ inline __m512 load(const float* p, int v, __mmask16 lm) {
 
 // One output row x (16 * NV) positions; the last vector has lanes `lm` when MASK.
 template <int NV, bool MASK>
-inline void row_tile(const SpmmEntry* e, const SpmmEntry* end, const float* x, float* o,
-                     const float* r, float bias, __mmask16 lm, const SpmmArgs& a) {
+inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end, const int32_t* col_off,
+                     const float* x, float* o, const float* r, float bias, __mmask16 lm, const SpmmArgs& a) {
   __m512 c0[NV], c1[NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) c0[v] = c1[v] = _mm512_setzero_ps();
-  for (; e + 1 < end; e += 2) {
-    const float* x0 = x + e[0].off;
-    const float* x1 = x + e[1].off;
-    const __m512 w0 = _mm512_set1_ps(e[0].w), w1 = _mm512_set1_ps(e[1].w);
+  for (; col + 1 < end; col += 2, val += 2) {
+    const float* x0 = x + col_off[col[0]];
+    const float* x1 = x + col_off[col[1]];
+    const __m512 w0 = _mm512_set1_ps(val[0]), w1 = _mm512_set1_ps(val[1]);
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       c0[v] = _mm512_fmadd_ps(w0, load<NV, MASK>(x0 + 16 * v, v, lm), c0[v]);
       c1[v] = _mm512_fmadd_ps(w1, load<NV, MASK>(x1 + 16 * v, v, lm), c1[v]);
     }
   }
-  if (e < end) {
-    const float* x0 = x + e[0].off;
-    const __m512 w0 = _mm512_set1_ps(e[0].w);
+  if (col < end) {
+    const float* x0 = x + col_off[col[0]];
+    const __m512 w0 = _mm512_set1_ps(val[0]);
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) c0[v] = _mm512_fmadd_ps(w0, load<NV, MASK>(x0 + 16 * v, v, lm), c0[v]);
   }
@@ -61,11 +62,10 @@ template <int NV, bool MASK>
 void rows(const SpmmArgs& a, int64_t q, __mmask16 lm) {
   const float* x = a.in + q;
   for (int m = a.m0; m < a.m1; ++m) {
-    const SpmmEntry* e = a.entries + a.row_start[m];
-    const SpmmEntry* end = a.entries + a.row_start[m + 1];
+    const int32_t i0 = a.row_start[m], i1 = a.row_start[m + 1];
     float* o = a.out + m * a.ldo + q;
     const float* r = a.residual ? a.residual + m * a.ldo + q : nullptr;
-    row_tile<NV, MASK>(e, end, x, o, r, a.bias ? a.bias[m] : 0.f, lm, a);
+    row_tile<NV, MASK>(a.val + i0, a.col + i0, a.col + i1, a.col_off, x, o, r, a.bias ? a.bias[m] : 0.f, lm, a);
   }
 }
 

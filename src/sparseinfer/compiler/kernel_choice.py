@@ -93,16 +93,19 @@ def choose(candidates: Sequence[Candidate], num_threads: int) -> tuple[Candidate
 
 
 def decide(report: dict, w: np.ndarray, candidates: Callable[[], Sequence[Candidate]], num_threads: int,
-           sparse_possible: bool = True) -> bool:
+           unfit: str | None = None) -> bool:
     """Whether a layer with weights ``w`` runs its sparse candidate: forced by
     ``SPARSEINFER_KERNELS``, dense in auto mode below :data:`MIN_SPARSITY`, otherwise the faster
     of ``candidates()`` (a "dense" and a "sparse" one, built only when they are timed).
-    ``sparse_possible`` False (the sparse kernel cannot take this layer) means dense in every
-    mode. Fills ``report`` with the sparsity, the mode, the measured ms and the choice."""
+    ``unfit`` (why the sparse kernel cannot take this layer, when it cannot) means dense
+    in every mode, with that reason in ``report["reason"]``. Fills ``report`` with the sparsity,
+    the mode, the measured ms and the choice."""
     sparsity = weight_sparsity(w)
     forced = mode()
     report.update({"weight_sparsity": round(float(sparsity), 4), "mode": forced})
-    if not sparse_possible or forced == "dense" or (forced == "auto" and sparsity < MIN_SPARSITY):
+    if unfit:
+        report["reason"] = unfit
+    if unfit or forced == "dense" or (forced == "auto" and sparsity < MIN_SPARSITY):
         report["chosen"] = "dense"
         return False
     if forced == "sparse":

@@ -645,11 +645,22 @@ class FusedConvLowering(Lowering):
             return cands
 
         report = b.choices[node.name] = {}
-        return kernel_choice.decide(report, w, candidates, b.num_threads)
+        unfit = _spmm_columns_unfit(w.shape[1] * w.shape[2] * w.shape[3])
+        return kernel_choice.decide(report, w, candidates, b.num_threads, unfit)
 
 
-# The spmm kernel addresses input rows by int32 element offsets: (K - 1) x tokens must fit.
+# The spmm kernel stores column indices as uint16 (at most _SPMM_MAX_K weight columns: K of a
+# linear layer, C x R x S of a conv) and addresses input rows by int32 element offsets ((K - 1)
+# x tokens must fit). Layers beyond either stay dense.
+_SPMM_MAX_K = _core.SPMM_MAX_K
 _INT32_MAX = 2 ** 31 - 1
+
+
+def _spmm_columns_unfit(columns: int) -> str | None:
+    """Why the spmm kernel cannot take weights with ``columns`` columns, or None when it can."""
+    if columns > _SPMM_MAX_K:
+        return f"K = {columns} weight columns exceed the sparse kernel's limit of {_SPMM_MAX_K}"
+    return None
 
 
 class FusedGemmLowering(Lowering):
@@ -694,10 +705,10 @@ class FusedGemmLowering(Lowering):
                     kernel_choice.Candidate("sparse", sparse(), sizes, m * n, int(sparse().workspace_floats))]
 
         report = b.choices[node.name] = {}
-        fits = (k - 1) * m <= _INT32_MAX
-        if not fits:
-            report["reason"] = f"(K - 1) x tokens = {(k - 1) * m} exceeds the sparse kernel's int32 offsets"
-        return sparse() if kernel_choice.decide(report, w, candidates, b.num_threads, fits) else dense()
+        unfit = _spmm_columns_unfit(k)
+        if unfit is None and (k - 1) * m > _INT32_MAX:
+            unfit = f"(K - 1) x tokens = {(k - 1) * m} exceeds the sparse kernel's int32 offsets"
+        return sparse() if kernel_choice.decide(report, w, candidates, b.num_threads, unfit) else dense()
 
 
 register(DOMAIN, ("FusedConv",), FusedConvLowering())
