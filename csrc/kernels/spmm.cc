@@ -41,6 +41,15 @@ int row_at_cost(const int32_t* row_start, int M, int64_t target) {
   return lo;
 }
 
+// s when col_off[k] == k * s for every k, else -1.
+int64_t affine_stride(const std::vector<int32_t>& col_off) {
+  if (col_off.empty()) return -1;
+  const int64_t s = col_off.size() > 1 ? int64_t(col_off[1]) : 0;
+  for (size_t k = 0; k < col_off.size(); ++k)
+    if (col_off[k] != int64_t(k) * s) return -1;
+  return s;
+}
+
 }  // namespace
 
 // ---- SparseWeights ----
@@ -63,6 +72,7 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
     col_off_[k] = static_cast<int32_t>(o);
     max_col_offset_ = std::max(max_col_offset_, o);
   }
+  col_stride_ = affine_stride(col_off_);
   size_t nnz = 0;
   for (size_t i = 0, n = static_cast<size_t>(M) * K; i < n; ++i) nnz += w[i] != 0.f;
   if (nnz > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
@@ -83,6 +93,7 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
   row_start_[M] = static_cast<int32_t>(val_.size());
 }
 
+
 SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
   if (factor < 0) throw std::invalid_argument("SparseWeights: offset factor must be >= 0");
   const int64_t lim = std::numeric_limits<int32_t>::max();
@@ -92,6 +103,7 @@ SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
   SparseWeights s = *this;
   s.max_col_offset_ = max_col_offset_ < 0 ? max_col_offset_ : max_col_offset_ * factor;
   for (int32_t& o : s.col_off_) o = static_cast<int32_t>(o * factor);
+  s.col_stride_ = affine_stride(s.col_off_);
   return s;
 }
 
@@ -158,6 +170,7 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
   base.in = in;
   base.out = out;
   base.ldo = ldo;
+  base.col_stride = W.col_stride();
   base.bias = ep.bias;
   base.residual = ep.residual;
   base.act = ep.act;

@@ -70,6 +70,10 @@ class SparseWeights {
   const float* values() const { return val_.data(); }        // nnz values, row by row
   const uint16_t* cols() const { return col_.data(); }        // nnz column indices k
   const int32_t* col_off() const { return col_off_.data(); }  // K element offsets
+  // s when col_off()[k] == k * s for every k (a plain [K, Q] input, a 1x1 conv's planes), else
+  // -1: the kernels then compute the offset with a multiply instead of a table load (loads are
+  // the kernels' tighter resource).
+  int64_t col_stride() const { return col_stride_; }
   const int32_t* row_start() const { return row_start_.data(); }  // M + 1 values
 
  private:
@@ -80,6 +84,7 @@ class SparseWeights {
   std::vector<float> val_;
   std::vector<uint16_t> col_;
   std::vector<int32_t> col_off_;
+  int64_t col_stride_ = -1;
   std::vector<int32_t> row_start_;
 };
 
@@ -100,6 +105,7 @@ struct SpmmArgs {
   const float* val;          // nnz values
   const uint16_t* col;       // nnz column indices
   const int32_t* col_off;    // K element offsets into `in`
+  int64_t col_stride;        // >= 0: col_off[k] == k * col_stride (see SparseWeights::col_stride)
   const int32_t* row_start;  // M + 1 indices into val / col
   const float* in;
   float* out;
@@ -112,6 +118,13 @@ struct SpmmArgs {
   float alpha, beta;
 };
 using SpmmKernel = void (*)(const SpmmArgs&);
+
+// Element offset of input row `c` in the kernels: a multiply when the offsets are k * stride
+// (SpmmArgs::col_stride >= 0), else the table.
+template <bool AFFINE>
+inline int64_t spmm_offset(uint16_t c, const int32_t* col_off, int64_t stride) {
+  return AFFINE ? int64_t(c) * stride : int64_t(col_off[c]);
+}
 
 void spmm_kernel_portable(const SpmmArgs& a);
 void spmm_kernel_avx2(const SpmmArgs& a);

@@ -17,15 +17,16 @@ inline __m256 load(const float* p, int v, __m256i lm) {
   return _mm256_loadu_ps(p);
 }
 
-template <int NV, bool MASK>
+template <int NV, bool MASK, bool AFFINE>
 inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end, const int32_t* col_off,
-                     const float* x, float* o, const float* r, float bias, __m256i lm, const SpmmArgs& a) {
+                     int64_t stride, const float* x, float* o, const float* r, float bias, __m256i lm,
+                     const SpmmArgs& a) {
   __m256 c0[NV], c1[NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) c0[v] = c1[v] = _mm256_setzero_ps();
   for (; col + 1 < end; col += 2, val += 2) {
-    const float* x0 = x + col_off[col[0]];
-    const float* x1 = x + col_off[col[1]];
+    const float* x0 = x + spmm_offset<AFFINE>(col[0], col_off, stride);
+    const float* x1 = x + spmm_offset<AFFINE>(col[1], col_off, stride);
     const __m256 w0 = _mm256_broadcast_ss(val), w1 = _mm256_broadcast_ss(val + 1);
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
@@ -34,7 +35,7 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
     }
   }
   if (col < end) {
-    const float* x0 = x + col_off[col[0]];
+    const float* x0 = x + spmm_offset<AFFINE>(col[0], col_off, stride);
     const __m256 w0 = _mm256_broadcast_ss(val);
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) c0[v] = _mm256_fmadd_ps(w0, load<NV, MASK>(x0 + 8 * v, v, lm), c0[v]);
@@ -52,15 +53,22 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
   }
 }
 
-template <int NV, bool MASK>
-void rows(const SpmmArgs& a, int64_t q, __m256i lm) {
+template <int NV, bool MASK, bool AFFINE>
+void rows_as(const SpmmArgs& a, int64_t q, __m256i lm) {
   const float* x = a.in + q;
   for (int m = a.m0; m < a.m1; ++m) {
     const int32_t i0 = a.row_start[m], i1 = a.row_start[m + 1];
     float* o = a.out + m * a.ldo + q;
     const float* r = a.residual ? a.residual + m * a.ldo + q : nullptr;
-    row_tile<NV, MASK>(a.val + i0, a.col + i0, a.col + i1, a.col_off, x, o, r, a.bias ? a.bias[m] : 0.f, lm, a);
+    row_tile<NV, MASK, AFFINE>(a.val + i0, a.col + i0, a.col + i1, a.col_off, a.col_stride, x, o, r,
+                               a.bias ? a.bias[m] : 0.f, lm, a);
   }
+}
+
+template <int NV, bool MASK>
+void rows(const SpmmArgs& a, int64_t q, __m256i lm) {
+  if (a.col_stride >= 0) return rows_as<NV, MASK, true>(a, q, lm);
+  rows_as<NV, MASK, false>(a, q, lm);
 }
 
 }  // namespace
