@@ -98,7 +98,8 @@ class Engine:
         """For a batch of n >= cores images that the model computes independently: one
         single-image plan per core (see compiler/micro_batch.py) when the single-image plan runs
         sparse kernels or when forced; for a dense model that reuses its weights within an image,
-        whichever of streams and one plan measures faster. None: compile the batch as one plan."""
+        whichever of streams and one plan measures faster; one plan when the model mixes images.
+        None: compile the batch as one plan."""
         mode = micro_batch.mode()
         n = shapes[0][0] if shapes and shapes[0] else 1
         # One single-thread stream per core: a batch smaller than the cores would leave some idle.
@@ -111,10 +112,13 @@ class Engine:
                 v.dtype == np.float32 and v.ndim >= 2 and kernel_choice.weight_sparsity(v) >= kernel_choice.MIN_SPARSITY
                 for v in g1.constants.values()):
             return None  # neither sparse kernels nor weight reuse within an image to gain from
-        reason = batch_separable(g1, import_onnx(proto, dict(zip(self.input_names, shapes))), n)
+        gn = import_onnx(proto, dict(zip(self.input_names, shapes)))
+        reason = batch_separable(g1, gn, n)
         if reason is not None:
             log.info("sparseinfer: batch %d runs as one plan: %s", n, reason)
-            return None
+            del g1
+            return CompiledGraph(optimize(gn), self.num_cores, self.pin_threads)  # (not imported again)
+        del gn  # (its weights, before the single-image plans pack theirs)
         first = CompiledGraph(optimize(g1), 1, self.pin_threads)
         del g1
         streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n)
