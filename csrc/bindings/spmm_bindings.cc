@@ -150,6 +150,9 @@ void bind_spmm(nb::module_& m) {
       .def_prop_ro("bytes", [](const PySparseWeights& p) { return p.w->bytes(); })
       .def_prop_ro("isa", [](const PySparseWeights& p) { return std::string(isa_name(p.w->isa())); })
       .def_prop_ro("plain", [](const PySparseWeights& p) { return p.plain; })
+      .def_prop_ro("offset_alignment", [](const PySparseWeights& p) { return p.w->offset_alignment(); },
+                   "Largest power of two <= 16 dividing every input offset: below the ISA's vector "
+                   "width, spmm packs each tile's input rows into an aligned buffer first.")
       .def("__repr__", [](const PySparseWeights& p) {
         return "SparseWeights(M=" + std::to_string(p.w->M()) + ", K=" + std::to_string(p.w->K()) +
                ", nnz=" + std::to_string(p.w->nnz()) + ", isa=" + isa_name(p.w->isa()) +

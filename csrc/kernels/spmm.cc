@@ -3,6 +3,7 @@
 #include "kernels/spmm.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -50,6 +51,23 @@ int64_t affine_stride(const std::vector<int32_t>& col_off) {
   return s;
 }
 
+// Largest power of two <= 16 dividing every offset.
+int power_of_two_dividing(const std::vector<int32_t>& col_off) {
+  int align = 16;
+  for (int32_t o : col_off)
+    while (o % align) align /= 2;
+  return align;
+}
+
+// A 64-byte aligned per-thread buffer of at least n floats (grown once per thread to the
+// largest K x tile it has packed).
+float* thread_pack_buffer(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n + 16) buf.resize(n + 16);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return buf.data() + ((64 - p % 64) % 64) / sizeof(float);
+}
+
 }  // namespace
 
 // ---- SparseWeights ----
@@ -73,6 +91,7 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
     max_col_offset_ = std::max(max_col_offset_, o);
   }
   col_stride_ = affine_stride(col_off_);
+  offset_align_ = power_of_two_dividing(col_off_);
   size_t nnz = 0;
   for (size_t i = 0, n = static_cast<size_t>(M) * K; i < n; ++i) nnz += w[i] != 0.f;
   if (nnz > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
@@ -104,6 +123,7 @@ SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
   s.max_col_offset_ = max_col_offset_ < 0 ? max_col_offset_ : max_col_offset_ * factor;
   for (int32_t& o : s.col_off_) o = static_cast<int32_t>(o * factor);
   s.col_stride_ = affine_stride(s.col_off_);
+  s.offset_align_ = power_of_two_dividing(s.col_off_);
   return s;
 }
 
@@ -151,6 +171,14 @@ int spmm_tile(Isa isa) {
   }
 }
 
+int spmm_vector_floats(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return 16;
+    case Isa::kAvx2: return 8;
+    default: return 1;
+  }
+}
+
 // ---- the driver ----
 
 void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, int64_t ldo,
@@ -168,6 +196,8 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
   base.col_off = W.col_off();
   base.row_start = W.row_start();
   base.in = in;
+  base.K = W.K();
+  base.pack = nullptr;
   base.out = out;
   base.ldo = ldo;
   base.col_stride = W.col_stride();
@@ -177,6 +207,11 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
   base.alpha = ep.alpha;
   base.beta = ep.beta;
 
+  const int vec = spmm_vector_floats(W.isa());
+  const bool pack = vec > 1 && W.K() > 0 &&
+                    (W.offset_alignment() % vec != 0 || reinterpret_cast<uintptr_t>(in) % (vec * sizeof(float)) != 0);
+  const size_t pack_floats = size_t(W.K()) * size_t(tile);
+
   const int threads = pool ? pool->num_threads() : 1;
   const bool parallel = threads > 1 && static_cast<double>(cost) * Q >= kSerialWork;
   if (!parallel) {
@@ -185,6 +220,7 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
     a.q1 = Q;
     a.m0 = 0;
     a.m1 = M;
+    if (pack) a.pack = thread_pack_buffer(pack_floats);
     kernel(a);
     return;
   }
@@ -200,7 +236,9 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
     a.q1 = std::min(Q, ((qi + 1) * nq / qb) * tile);
     a.m0 = ri == 0 ? 0 : row_at_cost(W.row_start(), M, ri * cost / rb);
     a.m1 = ri + 1 == rb ? M : row_at_cost(W.row_start(), M, (ri + 1) * cost / rb);
-    if (a.m0 < a.m1 && a.q0 < a.q1) kernel(a);
+    if (a.m0 >= a.m1 || a.q0 >= a.q1) return;
+    if (pack) a.pack = thread_pack_buffer(pack_floats);
+    kernel(a);
   };
   pool->parallel_for(static_cast<size_t>(qb * rb), task);
 }

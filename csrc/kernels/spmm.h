@@ -19,10 +19,17 @@
 // touches the table.
 //
 // Driver (spmm.cc): the output is cut into tasks of (Q block x row block), row blocks balanced
-// by nnz (binary search on the row starts: no allocation). A task walks its Q block tile by
-// tile and, per tile, sweeps its rows: the input slice of one tile (K x 64 floats) stays in
-// L1/L2 while the rows reuse it. Epilogue (bias, residual, activation) in the store; residual
-// may be `out` itself. Small problems stay on the caller's thread.
+// by nnz (binary search on the row starts). A task walks its Q block tile by tile and, per
+// tile, sweeps its rows: the input slice of one tile (K x 64 floats) stays in L1/L2 while the
+// rows reuse it. Epilogue (bias, residual, activation) in the store; residual may be `out`
+// itself. Small problems stay on the caller's thread.
+//
+// Alignment: the ISA kernels load whole vectors of an input row per nonzero, so a row that
+// does not start on a vector boundary splits every load across two cache lines (measured on
+// Zen 4: a third slower, in L1 and in L2 alike). When `in` or any offset is not a multiple of
+// the vector width (a KxK conv's taps, 14x14 planes), each tile's K rows are first copied
+// ("packed") into an aligned per-thread buffer (K x tile floats): one misaligned read per
+// input element instead of one per nonzero that uses it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -74,6 +81,8 @@ class SparseWeights {
   // -1: the kernels then compute the offset with a multiply instead of a table load (loads are
   // the kernels' tighter resource).
   int64_t col_stride() const { return col_stride_; }
+  // Largest power of two <= 16 that divides every offset (16 when K == 0).
+  int offset_alignment() const { return offset_align_; }
   const int32_t* row_start() const { return row_start_.data(); }  // M + 1 values
 
  private:
@@ -85,6 +94,7 @@ class SparseWeights {
   std::vector<uint16_t> col_;
   std::vector<int32_t> col_off_;
   int64_t col_stride_ = -1;
+  int offset_align_ = 16;
   std::vector<int32_t> row_start_;
 };
 
@@ -108,6 +118,9 @@ struct SpmmArgs {
   int64_t col_stride;        // >= 0: col_off[k] == k * col_stride (see SparseWeights::col_stride)
   const int32_t* row_start;  // M + 1 indices into val / col
   const float* in;
+  int K;        // columns (entries of col_off)
+  float* pack;  // nullptr: read `in` in place; else an aligned buffer of K x spmm_tile floats
+                // the ISA kernels pack each tile's input rows into first (see Alignment)
   float* out;
   int64_t ldo;
   int64_t q0, q1;
@@ -132,5 +145,7 @@ void spmm_kernel_avx512(const SpmmArgs& a);
 
 // Positions per main tile of a variant (64 / 32 / 64).
 int spmm_tile(Isa isa);
+// Floats per vector of a variant (16 / 8 / 1): the input alignment its loads want.
+int spmm_vector_floats(Isa isa);
 
 }  // namespace si

@@ -69,6 +69,8 @@ class Plan {
     std::vector<int> in, out;
   };
   void bind(const float* const* inputs, float* const* outputs);
+  static constexpr size_t kArenaAlignFloats = 16;  // 64 bytes
+  float* arena_base();  // arena_.data() rounded up to 64 bytes
 
   std::shared_ptr<ThreadPool> pool_;
   std::vector<Slot> slots_;

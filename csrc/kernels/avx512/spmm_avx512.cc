@@ -59,22 +59,39 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
   }
 }
 
+// Rows [m0, m1) of the tile at q, reading input row k at x + offset(k) (stride or table).
 template <int NV, bool MASK, bool AFFINE>
-void rows_as(const SpmmArgs& a, int64_t q, __mmask16 lm) {
-  const float* x = a.in + q;
+void rows_as(const SpmmArgs& a, const float* x, int64_t stride, int64_t q, __mmask16 lm) {
   for (int m = a.m0; m < a.m1; ++m) {
     const int32_t i0 = a.row_start[m], i1 = a.row_start[m + 1];
     float* o = a.out + m * a.ldo + q;
     const float* r = a.residual ? a.residual + m * a.ldo + q : nullptr;
-    row_tile<NV, MASK, AFFINE>(a.val + i0, a.col + i0, a.col + i1, a.col_off, a.col_stride, x, o, r,
+    row_tile<NV, MASK, AFFINE>(a.val + i0, a.col + i0, a.col + i1, a.col_off, stride, x, o, r,
                                a.bias ? a.bias[m] : 0.f, lm, a);
+  }
+}
+
+// The tile's K input rows (the last vector masked: zeros past the edge) into a.pack, row
+// stride kTile, every row on a vector boundary.
+template <int NV, bool MASK>
+void pack_tile(const SpmmArgs& a, int64_t q, __mmask16 lm) {
+  const float* x = a.in + q;
+  for (int k = 0; k < a.K; ++k) {
+    const float* src = x + a.col_off[k];
+    float* dst = a.pack + int64_t(k) * kTile;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_store_ps(dst + 16 * v, load<NV, MASK>(src + 16 * v, v, lm));
   }
 }
 
 template <int NV, bool MASK>
 void rows(const SpmmArgs& a, int64_t q, __mmask16 lm) {
-  if (a.col_stride >= 0) return rows_as<NV, MASK, true>(a, q, lm);
-  rows_as<NV, MASK, false>(a, q, lm);
+  if (a.pack) {
+    pack_tile<NV, MASK>(a, q, lm);
+    return rows_as<NV, MASK, true>(a, a.pack, kTile, q, lm);
+  }
+  if (a.col_stride >= 0) return rows_as<NV, MASK, true>(a, a.in + q, a.col_stride, q, lm);
+  rows_as<NV, MASK, false>(a, a.in + q, -1, q, lm);
 }
 
 }  // namespace
