@@ -22,10 +22,29 @@ bool is_direct(const ConvParams& p) {
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// A 1x1 conv with stride > 1 and no padding reads one input position in stride_h x stride_w:
+// those are gathered (subsample) instead of phase-splitting the whole input.
+bool is_subsample(const ConvParams& p) {
+  return p.R == 1 && p.S == 1 && (p.stride_h > 1 || p.stride_w > 1) && p.pad_top == 0 && p.pad_left == 0 &&
+         p.pad_bottom == 0 && p.pad_right == 0;
+}
+
+// Floats per channel of the subsample workspace: the nb output planes of a channel, rounded
+// up to a vector multiple so that every channel starts on a cache line (no packing needed).
+int64_t subsample_stride(const ConvParams& p, int nb) {
+  const int64_t q = int64_t(nb) * p.OH() * p.OW();
+  return (q + 15) / 16 * 16;
+}
+
 // One input offset per weight column (c, r, s) in OIHW order, relative to the planes of one
 // call's nb images (direct) or to the padded, phase-split workspace. Channel c's nb planes
 // are consecutive in both layouts (CNHW; NCHW has nb = 1).
 std::vector<int64_t> tap_offsets(const ConvParams& p, int nb) {
+  if (is_subsample(p)) {
+    std::vector<int64_t> off(size_t(p.C));
+    for (int c = 0; c < p.C; ++c) off[c] = c * subsample_stride(p, nb);
+    return off;
+  }
   const bool direct = is_direct(p);
   std::vector<int64_t> off(size_t(p.C) * p.R * p.S);
   const int Hh = direct ? p.H : ceil_div(p.H + p.pad_top + p.pad_bottom, p.stride_h);
@@ -160,6 +179,7 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
       OW_(p.OW()),
       nb_(batch_major ? p.N : 1),
       direct_(is_direct(p)),
+      subsample_(is_subsample(p)),
       bias_(bias ? std::vector<float>(bias, bias + p.K) : std::vector<float>()),
       act_(act),
       alpha_(alpha),
@@ -170,6 +190,9 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
     Hh_ = p.H;
     Wh_ = p.W;
     Q_ = int64_t(nb_) * OH_ * OW_;
+  } else if (subsample_) {
+    Q_ = int64_t(nb_) * OH_ * OW_;
+    ws_in_ = size_t(p.C) * size_t(subsample_stride(p, nb_));
   } else {
     Hh_ = ceil_div(p.H + p.pad_top + p.pad_bottom, p.stride_h);
     Wh_ = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
@@ -183,15 +206,15 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
     const bool exact = Wh_ == OW_ && (nb_ == 1 || Hh_ == OH_);
     ws_out_ = exact ? 0 : size_t(p.K) * size_t(Q_);
   }
-  name_ = std::string("spmm_conv") + (direct_ ? "1x1" : std::to_string(p.R) + "x" + std::to_string(p.S)) + "_" +
-          isa_name(isa);
+  name_ = std::string("spmm_conv") + (direct_ || subsample_ ? "1x1" : std::to_string(p.R) + "x" + std::to_string(p.S)) +
+          (subsample_ ? "_strided_" : "_") + isa_name(isa);
 }
 
 void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
   // Per call: nb images (CNHW: the whole batch, NCHW: one image).
   const size_t in_call = size_t(p_.C) * nb_ * p_.H * p_.W, out_call = size_t(p_.K) * nb_ * OH_ * OW_;
   float* ws = direct_ ? nullptr : out[1];
-  if (ws) std::fill(ws + ws_phase_, ws + ws_in_, 0.f);
+  if (ws && !subsample_) std::fill(ws + ws_phase_, ws + ws_in_, 0.f);
   for (int n = 0; n < p_.N / nb_; ++n) {
     const float* x = in[0] + n * in_call;
     float* y = out[0] + n * out_call;
@@ -204,6 +227,12 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
     if (direct_) {
       ep.residual = res;
       spmm_f32(w_, x, Q_, y, Q_, ep, pool);
+      continue;
+    }
+    if (subsample_) {
+      subsample(x, ws, pool);
+      ep.residual = res;
+      spmm_f32(w_, ws, Q_, y, Q_, ep, pool);
       continue;
     }
     pad_phase_split(x, ws, p_.C * nb_, p_.H, p_.W, p_.pad_top, p_.pad_left, p_.stride_h, p_.stride_w, Hh_, Wh_,
@@ -243,6 +272,26 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
       for (size_t k = 0; k < size_t(p_.K); ++k) crop(k);
     }
   }
+}
+
+// ws[c * stride + i * OH * OW + oh * OW + ow] = x[((c * nb + i) * H + oh * sh) * W + ow * sw].
+void SparseConvOp::subsample(const float* x, float* ws, ThreadPool* pool) const {
+  const int64_t stride = subsample_stride(p_, nb_), plane_in = int64_t(p_.H) * p_.W, plane_out = int64_t(OH_) * OW_;
+  auto channel = [&](size_t c) {
+    for (int i = 0; i < nb_; ++i) {
+      const float* src = x + (int64_t(c) * nb_ + i) * plane_in;
+      float* dst = ws + int64_t(c) * stride + i * plane_out;
+      for (int oh = 0; oh < OH_; ++oh) {
+        const float* srow = src + int64_t(oh) * p_.stride_h * p_.W;
+        float* drow = dst + int64_t(oh) * OW_;
+        for (int ow = 0; ow < OW_; ++ow) drow[ow] = srow[int64_t(ow) * p_.stride_w];
+      }
+    }
+  };
+  if (pool && pool->num_threads() > 1 && p_.C > 1)
+    pool->parallel_for(size_t(p_.C), channel);
+  else
+    for (size_t c = 0; c < size_t(p_.C); ++c) channel(c);
 }
 
 SparseLinearOp::SparseLinearOp(int64_t T, const float* weight, int K, int N, const float* bias, Activation act,

@@ -15,6 +15,8 @@ namespace si {
 // Each image is handled as one spmm over the output positions: the weights are compressed
 // with one input offset per (c, r, s) tap, so the kernel never knows it is a convolution.
 //   * 1x1, stride 1, no padding: the taps read the input planes in place (no copy).
+//   * 1x1, stride > 1, no padding: the strided positions are gathered into a workspace whose
+//     channel rows start on cache lines (no phase split of the whole input, no crop).
 //   * otherwise the image is zero-padded and split into stride phases (pad_phase_split) into a
 //     workspace, and the output is computed over rows of Wh positions (Wh >= OW: the columns
 //     past OW are discarded). When Wh > OW the result goes through a second workspace and is
@@ -34,10 +36,11 @@ class SparseConvOp : public Op {
   size_t nnz() const { return w_.nnz(); }
 
  private:
+  void subsample(const float* x, float* ws, ThreadPool* pool) const;
   ConvParams p_;
   int OH_, OW_, Hh_ = 0, Wh_ = 0;
   int nb_;     // images per spmm call: N (batch_major) or 1 (NCHW: one call per image)
-  bool direct_;
+  bool direct_, subsample_;
   size_t ws_in_ = 0, ws_phase_ = 0, ws_out_ = 0;
   int64_t Q_;
   std::vector<float> bias_;

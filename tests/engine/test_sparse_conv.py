@@ -40,7 +40,8 @@ def conv_block(rng, n, c, h, w, k, kernel, stride, pads, dil, sparsity, residual
 CASES = [  # (n, c, h, w, k, kernel, stride, pads, dil)
     (1, 16, 14, 14, 32, 1, 1, [0, 0, 0, 0], 1),       # 1x1: reads the planes in place
     (2, 24, 9, 7, 40, 1, 1, [0, 0, 0, 0], 1),         # odd sizes, batch 2
-    (1, 32, 14, 14, 16, 1, 2, [0, 0, 0, 0], 1),       # 1x1 stride 2 (ResNet downsample)
+    (1, 32, 14, 14, 16, 1, 2, [0, 0, 0, 0], 1),       # 1x1 stride 2 (ResNet downsample): gathered
+    (1, 12, 9, 7, 20, 1, 3, [0, 0, 0, 0], 1),         # 1x1 stride 3, odd sizes
     (1, 16, 12, 12, 24, 3, 1, [1, 1, 1, 1], 1),       # 3x3 same
     (2, 8, 11, 13, 20, 3, 2, [1, 1, 1, 1], 1),        # 3x3 stride 2, odd sizes
     (1, 8, 10, 10, 8, 3, 1, [0, 0, 0, 0], 1),         # valid
