@@ -208,7 +208,8 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
   base.beta = ep.beta;
 
   const int vec = spmm_vector_floats(W.isa());
-  const bool pack = vec > 1 && W.K() > 0 &&
+  // (Q == 1 gathers its inputs: nothing to align.)
+  const bool pack = vec > 1 && W.K() > 0 && Q > 1 &&
                     (W.offset_alignment() % vec != 0 || reinterpret_cast<uintptr_t>(in) % (vec * sizeof(float)) != 0);
   const size_t pack_floats = size_t(W.K()) * size_t(tile);
 

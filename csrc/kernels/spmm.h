@@ -9,6 +9,8 @@
 //   avx2      MR = 32 positions (4 ymm) x 2 nonzeros in flight (8 accumulators)
 //   avx512    MR = 64 positions (4 zmm) x 2 nonzeros in flight (8 accumulators)
 // Q edges: 32/16-wide (AVX-512) / 16/8-wide (AVX2) remainder tiles, last vector masked.
+// Q == 1 (a linear layer on one token) runs as a sparse matrix-vector product instead: 16 (8)
+// nonzeros per step with their inputs gathered, one horizontal sum per row.
 //
 // Storage (all ISAs alike), 6 bytes per nonzero: per output row m, its nonzeros as two
 // parallel arrays (SoA), float values and uint16 column indices k, plus a per-weights table

@@ -212,6 +212,29 @@ def test_packed_and_in_place_paths_agree(isa, Q):
 
 
 @pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("table", [False, True])
+@pytest.mark.parametrize("sparsity", [0.0, 0.9, 0.999, 1.0])
+def test_one_position_matrix_vector(isa, table, sparsity):
+    """Q == 1 runs as a gathered matrix-vector product: rows of every length around the 16/32
+    nonzeros per step, offsets computed (k * stride) or read from the table (reversed rows)."""
+    rng = np.random.default_rng(12)
+    M, K = 67, 1500
+    w = sparse_weights(rng, M, K, sparsity)
+    for m, n in enumerate([0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 49]):  # exact nonzero counts
+        w[m] = 0
+        w[m, rng.choice(K, n, replace=False)] = rng.standard_normal(n)
+    stride = 3
+    x = rand(rng, K * stride)  # input k at k * stride (the table reverses the order)
+    offs = (K - 1 - np.arange(K, dtype=np.int64)) * stride if table else np.arange(K, dtype=np.int64) * stride
+    xs = x[offs]
+    bias, res = rand(rng, M), rand(rng, M, 1)
+    sw = _core.SparseWeights(w, offs, isa)
+    for threads in (1, 2):
+        got = _core.spmm(sw, x, 1, bias=bias, residual=res, activation="relu", num_threads=threads)
+        assert_close(got, reference(w, xs[:, None], bias, res, "relu"), K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
 def test_threads_give_identical_results(isa):
     rng = np.random.default_rng(6)
     for M, K, Q, sp in [(300, 200, 700, 0.9), (2048, 64, 49, 0.8), (64, 256, 3136, 0.95), (5, 7, 1, 0.0)]:
