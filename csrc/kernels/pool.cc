@@ -28,11 +28,16 @@ void check_block(int block, Isa isa) {
 }  // namespace
 
 void pool_nchwc(const PoolParams& p, PoolKind kind, const float* in, float* out, int block, ThreadPool* tp, Isa isa) {
-  check_block(block, isa);
+  if (block != 1) check_block(block, isa);
   if (p.N < 1 || p.C < 1 || p.H < 1 || p.W < 1 || p.R < 1 || p.S < 1 || p.OH < 1 || p.OW < 1 || p.stride_h < 1 ||
       p.stride_w < 1 || p.dil_h < 1 || p.dil_w < 1 || p.pad_top < 0 || p.pad_left < 0 || p.pad_bottom < 0 ||
       p.pad_right < 0)
     throw std::invalid_argument("pool: invalid shape, kernel, stride, pad or dilation");
+  if (block == 1) {  // plain NCHW: one plane per channel, vectorised along the rows
+    if (isa == Isa::kAvx512) return avx512::pool_nchwc(p, kind, in, out, 1, tp);
+    if (isa == Isa::kAvx2) return avx2::pool_nchwc(p, kind, in, out, 1, tp);
+    return portable::pool_nchwc(p, kind, in, out, 1, tp);
+  }
   if (isa == Isa::kAvx512 && block == 16) return avx512::pool_nchwc(p, kind, in, out, block, tp);
   if (isa != Isa::kPortable && block == 8) return avx2::pool_nchwc(p, kind, in, out, block, tp);
   portable::pool_nchwc(p, kind, in, out, block, tp);

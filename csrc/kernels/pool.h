@@ -21,8 +21,9 @@ struct PoolParams {
 // ONNX output size; with ceil_mode a last window starting in the end padding is dropped.
 int pool_output_size(int in, int k, int stride, int pad_begin, int pad_end, int dil, bool ceil_mode);
 
-// block must be 8 or 16; the ISA picks the instantiation (AVX-512 needs block 16, AVX2 block 8,
-// other combinations run the portable code).
+// block 8 or 16 (NCHWc): the ISA picks the instantiation (AVX-512 needs block 16, AVX2 block 8,
+// other combinations run the portable code). block 1 is plain NCHW (the layout of sparse convs,
+// which then need no reorder around their pools), vectorised along the output rows.
 void pool_nchwc(const PoolParams& p, PoolKind kind, const float* in, float* out, int block, ThreadPool* pool, Isa isa);
 void global_avg_pool_nchwc(const float* in, float* out, int N, int C, int HW, int block, ThreadPool* pool, Isa isa);
 

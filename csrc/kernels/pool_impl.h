@@ -1,6 +1,7 @@
 // Pooling kernels, written once with lane loops over a compile-time block the compiler
 // vectorises with the including file's ISA flags. Include inside namespace si::<isa>; no
-// #include here on purpose. Defines <isa>::pool_nchwc / global_avg_pool_nchwc for blocks 8, 16.
+// #include here on purpose. Defines <isa>::pool_nchwc for blocks 1 (plain NCHW), 8, 16 and
+// global_avg_pool_nchwc for blocks 8, 16.
 
 namespace {
 
@@ -70,6 +71,93 @@ void pool_impl(const PoolParams& p, const float* in, float* out, ThreadPool* tp)
   });
 }
 
+// Plain NCHW (block 1): one output row at a time, accumulated in place over whole runs of
+// output columns whose S taps all lie inside the row (a loop the compiler vectorises: the
+// column stride is a template constant for the usual 1 and 2), the edge columns one by one.
+template <int SW, bool kMax>
+void pool_row_interior(const float* row, float* y, int ow0, int ow1, int stride_w, int iw_base, int S, int dil_w) {
+  const int sw = SW > 0 ? SW : stride_w;
+  for (int s = 0; s < S; ++s) {
+    const float* x = row + iw_base + s * dil_w;
+    for (int ow = ow0; ow < ow1; ++ow) {
+      const float v = x[ptrdiff_t(ow) * sw];
+      if constexpr (kMax) {
+        y[ow] = y[ow] > v ? y[ow] : v;
+      } else {
+        y[ow] += v;
+      }
+    }
+  }
+}
+
+template <bool kMax>
+void pool_plain_impl(const PoolParams& p, const float* in, float* out, ThreadPool* tp) {
+  const size_t in_plane = size_t(p.H) * p.W, out_plane = size_t(p.OH) * p.OW;
+  // Columns ow whose taps iw0 + s * dil (iw0 = ow * stride - pad_left) are all in [0, W).
+  int lo = p.pad_left > 0 ? (p.pad_left + p.stride_w - 1) / p.stride_w : 0;
+  const int span = (p.S - 1) * p.dil_w;
+  int hi = p.W - 1 - span + p.pad_left < 0 ? 0 : (p.W - 1 - span + p.pad_left) / p.stride_w + 1;
+  hi = hi > p.OW ? p.OW : hi;
+  lo = lo > hi ? hi : lo;
+  const size_t rows = size_t(p.N) * p.C * p.OH;
+  const size_t per_task = rows < 256 ? 1 : rows / 256;  // ~256 tasks: rows are short
+  pool_parallel(tp, (rows + per_task - 1) / per_task, [&](size_t t) {
+    for (size_t idx = t * per_task; idx < rows && idx < (t + 1) * per_task; ++idx) {
+      const int oh = int(idx % p.OH);
+      const size_t nc = idx / p.OH;
+      const float* ic = in + nc * in_plane;
+      float* y = out + nc * out_plane + size_t(oh) * p.OW;
+      const int ih0 = oh * p.stride_h - p.pad_top;
+      int r0, r1, pr0, pr1;
+      pool_tap_range(ih0, p.dil_h, p.R, p.H, r0, r1);
+      pool_tap_range(ih0 + p.pad_top, p.dil_h, p.R, p.H + p.pad_top + p.pad_bottom, pr0, pr1);
+      for (int ow = 0; ow < p.OW; ++ow) y[ow] = kMax ? -3.402823466e38f : 0.f;
+      for (int r = r0; r < r1; ++r) {
+        const float* row = ic + size_t(ih0 + r * p.dil_h) * p.W;
+        if (p.stride_w == 1)
+          pool_row_interior<1, kMax>(row, y, lo, hi, 1, -p.pad_left, p.S, p.dil_w);
+        else if (p.stride_w == 2)
+          pool_row_interior<2, kMax>(row, y, lo, hi, 2, -p.pad_left, p.S, p.dil_w);
+        else
+          pool_row_interior<0, kMax>(row, y, lo, hi, p.stride_w, -p.pad_left, p.S, p.dil_w);
+        for (int side = 0; side < 2; ++side) {
+          const int e0 = side == 0 ? 0 : hi, e1 = side == 0 ? lo : p.OW;
+          for (int ow = e0; ow < e1; ++ow) {
+            const int iw0 = ow * p.stride_w - p.pad_left;
+            int s0, s1;
+            pool_tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
+            for (int s = s0; s < s1; ++s) {
+              const float v = row[iw0 + s * p.dil_w];
+              if constexpr (kMax) {
+                y[ow] = y[ow] > v ? y[ow] : v;
+              } else {
+                y[ow] += v;
+              }
+            }
+          }
+        }
+      }
+      for (int ow = 0; ow < p.OW; ++ow) {
+        const int iw0 = ow * p.stride_w - p.pad_left;
+        int s0, s1;
+        pool_tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
+        const int taps = (r1 - r0) * (s1 - s0);
+        if constexpr (kMax) {
+          if (taps == 0) y[ow] = 0.f;
+        } else {
+          int cnt = taps;
+          if (p.count_include_pad) {
+            int ps0, ps1;
+            pool_tap_range(iw0 + p.pad_left, p.dil_w, p.S, p.W + p.pad_left + p.pad_right, ps0, ps1);
+            cnt = (pr1 - pr0) * (ps1 - ps0);
+          }
+          y[ow] *= cnt > 0 ? 1.f / float(cnt) : 0.f;
+        }
+      }
+    }
+  });
+}
+
 template <int B>
 void gap_impl(const float* in, float* out, int N, int C, int HW, ThreadPool* tp) {
   const int Cb = (C + B - 1) / B;
@@ -90,7 +178,9 @@ void gap_impl(const float* in, float* out, int N, int C, int HW, ThreadPool* tp)
 }  // namespace
 
 void pool_nchwc(const PoolParams& p, PoolKind kind, const float* in, float* out, int block, ThreadPool* tp) {
-  if (block == 16) {
+  if (block == 1) {
+    kind == PoolKind::kMax ? pool_plain_impl<true>(p, in, out, tp) : pool_plain_impl<false>(p, in, out, tp);
+  } else if (block == 16) {
     kind == PoolKind::kMax ? pool_impl<16, true>(p, in, out, tp) : pool_impl<16, false>(p, in, out, tp);
   } else {
     kind == PoolKind::kMax ? pool_impl<8, true>(p, in, out, tp) : pool_impl<8, false>(p, in, out, tp);

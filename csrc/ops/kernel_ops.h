@@ -181,7 +181,10 @@ class PoolOp : public Op {
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override {
     pool_nchwc(p_, kind_, in[0], out[0], block_, pool, isa_);
   }
-  const char* kernel_name() const override { return kind_ == PoolKind::kMax ? "max_pool_nchwc" : "avg_pool_nchwc"; }
+  const char* kernel_name() const override {
+    if (block_ == 1) return kind_ == PoolKind::kMax ? "max_pool_nchw" : "avg_pool_nchw";
+    return kind_ == PoolKind::kMax ? "max_pool_nchwc" : "avg_pool_nchwc";
+  }
 
  private:
   PoolParams p_;

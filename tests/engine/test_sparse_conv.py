@@ -133,3 +133,40 @@ def test_bad_kernel_mode_is_a_clear_error(monkeypatch):
     model, _ = conv_block(rng, 1, 4, 6, 6, 4, 1, 1, [0, 0, 0, 0], 1, sparsity=0.5, residual=False, act=False)
     with pytest.raises(ValueError, match="SPARSEINFER_KERNELS='fastest': expected one of auto, dense, sparse"):
         sparseinfer.compile_model(model)
+
+
+ISAS = [isa for isa in ("portable", "avx2", "avx512")
+        if ("portable", "avx2", "avx512").index(isa) <= ("portable", "avx2", "avx512").index(_core.best_isa())]
+
+
+@pytest.fixture
+def active_isa(request):
+    before = _core.active_isa()
+    _core.set_active_isa(request.param)
+    yield request.param
+    _core.set_active_isa(before)
+
+
+@pytest.mark.parametrize("active_isa", ISAS, indirect=True)
+@pytest.mark.parametrize("n", [1, 3])  # plain NCHW, then channel-major (CNHW) batches
+def test_pools_between_sparse_convs_need_no_reorder(n, active_isa, monkeypatch):
+    """MaxPool and AveragePool between two sparse convs run on the convs' own layout (block 1,
+    every ISA's instantiation), with no reorder to NCHWc and back, and match ONNX Runtime."""
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
+    monkeypatch.setenv("SPARSEINFER_BATCHING", "batched")  # one CNHW plan, not single-image streams
+    rng = np.random.default_rng(6)
+    weights = {"W1": pruned(rng, (12, 5, 3, 3), 0.8), "W2": pruned(rng, (7, 12, 1, 1), 0.8)}
+    nodes = [
+        helper.make_node("Conv", ["x", "W1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["p1"], ["p2"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+        helper.make_node("Conv", ["p2", "W2"], ["y"]),
+    ]
+    model = make_model(nodes, [f32("x", [n, 5, 19, 17])], [f32("y", [n, 7, 5, 5])], weights)
+    feeds = {"x": rng.standard_normal((n, 5, 19, 17)).astype(np.float32)}
+    engine = sparseinfer.compile_model(model, batch_size=n)
+    kernels = [r["kernel"] for r in engine._default.profile([feeds["x"]], repeats=1)]  # every plan step
+    assert sum(k.startswith("spmm_conv") for k in kernels) == 2 and any("pool" in k for k in kernels), kernels
+    assert not any("reorder" in k for k in kernels), kernels
+    np.testing.assert_allclose(engine(**feeds)[0], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)

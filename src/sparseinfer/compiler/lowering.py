@@ -716,7 +716,7 @@ register(DOMAIN, ("FusedGemm",), FusedGemmLowering())
 
 
 class PoolLowering(Lowering):
-    """MaxPool / AveragePool over 2-D windows, in NCHWc."""
+    """MaxPool / AveragePool over 2-D windows, in NCHWc or, after sparse convs, plain/CNHW."""
 
     def supports(self, node, graph):
         if not hasattr(_core, "PoolOp") or not _all_f32(node, graph, (0,)):
@@ -736,11 +736,15 @@ class PoolLowering(Lowering):
         strides = list(node.attr("strides", [1, 1]))
         dil = list(node.attr("dilations", [1, 1]))
         pads = conv_pads(node, shape[2:], kernel, strides, dil)
-        op = _core.PoolOp("max" if node.op == "MaxPool" else "avg", list(shape), kernel, strides, pads, dil,
-                          bool(node.attr("count_include_pad", 0)), [out_shape[2], out_shape[3]], b.block,
-                          _core.active_isa())
-        x = b.read(node.inputs[0], layouts=("nchwc",))
-        y = b.write(node.outputs[0], layout="nchwc")
+        # Blocked when the input already is (dense convs); a sparse conv's plain or channel-major
+        # output is pooled as it is, plane by plane (block 1), instead of being reordered twice.
+        x = b.read(node.inputs[0], layouts=("nchwc", "plain", "cnhw"))
+        blocked = b.phys[x].layout == "nchwc"
+        planes = list(shape) if blocked else [1, shape[0] * shape[1], shape[2], shape[3]]
+        op = _core.PoolOp("max" if node.op == "MaxPool" else "avg", planes, kernel, strides, pads, dil,
+                          bool(node.attr("count_include_pad", 0)), [out_shape[2], out_shape[3]],
+                          b.block if blocked else 1, _core.active_isa())
+        y = b.write(node.outputs[0], like=x)
         b.add(op, [x], [y], node)
 
 
