@@ -133,12 +133,16 @@ void spmm_kernel_portable(const SpmmArgs& a) {
   constexpr int T = kPortableTile;
   for (int64_t q = a.q0; q < a.q1; q += T) {
     const int w = static_cast<int>(std::min<int64_t>(T, a.q1 - q));
-    const float* x = a.in + q;
+    int64_t src[T];
+    for (int j = 0; j < w; ++j) src[j] = spmm_source(a, q + j);
+    bool contiguous = true;
+    for (int j = 0; j < w; ++j) contiguous = contiguous && src[j] == src[0] + j;
+    const float* x = a.in + src[0];
     for (int m = a.m0; m < a.m1; ++m) {
       float acc[T];
       std::fill(acc, acc + T, 0.f);
       const int32_t i0 = a.row_start[m], i1 = a.row_start[m + 1];
-      if (w == T) {
+      if (w == T && contiguous) {
         for (int32_t i = i0; i < i1; ++i) {
           const float* xr = x + a.col_off[a.col[i]];
           const float wv = a.val[i];
@@ -146,9 +150,9 @@ void spmm_kernel_portable(const SpmmArgs& a) {
         }
       } else {
         for (int32_t i = i0; i < i1; ++i) {
-          const float* xr = x + a.col_off[a.col[i]];
+          const float* xr = a.in + a.col_off[a.col[i]];
           const float wv = a.val[i];
-          for (int j = 0; j < w; ++j) acc[j] += wv * xr[j];
+          for (int j = 0; j < w; ++j) acc[j] += wv * xr[src[j]];
         }
       }
       float* o = a.out + m * a.ldo + q;
@@ -182,7 +186,9 @@ int spmm_vector_floats(Isa isa) {
 // ---- the driver ----
 
 void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, int64_t ldo,
-              const Epilogue& ep, ThreadPool* pool) {
+              const Epilogue& ep, ThreadPool* pool, const SpmmInputMap* map) {
+  if (map && (map->row_len < 1 || map->img_len < map->row_len || map->img_len % map->row_len != 0))
+    throw std::invalid_argument("spmm_f32: an input map needs row_len >= 1 and img_len a multiple of row_len");
   const int M = W.M();
   if (Q <= 0 || M <= 0) return;
   const SpmmKernel kernel = kernel_for(W.isa());
@@ -198,6 +204,7 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
   base.in = in;
   base.K = W.K();
   base.pack = nullptr;
+  base.map = map ? *map : SpmmInputMap{0, 0, 0, 0};
   base.out = out;
   base.ldo = ldo;
   base.col_stride = W.col_stride();
@@ -210,7 +217,8 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
   const int vec = spmm_vector_floats(W.isa());
   // (Q == 1 gathers its inputs: nothing to align.)
   const bool pack = vec > 1 && W.K() > 0 && Q > 1 &&
-                    (W.offset_alignment() % vec != 0 || reinterpret_cast<uintptr_t>(in) % (vec * sizeof(float)) != 0);
+                    (map || W.offset_alignment() % vec != 0 ||
+                     reinterpret_cast<uintptr_t>(in) % (vec * sizeof(float)) != 0);
   const size_t pack_floats = size_t(W.K()) * size_t(tile);
 
   const int threads = pool ? pool->num_threads() : 1;

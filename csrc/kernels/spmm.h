@@ -31,7 +31,9 @@
 // Zen 4: a third slower, in L1 and in L2 alike). When `in` or any offset is not a multiple of
 // the vector width (a KxK conv's taps, 14x14 planes), each tile's K rows are first copied
 // ("packed") into an aligned per-thread buffer (K x tile floats): one misaligned read per
-// input element instead of one per nonzero that uses it.
+// input element instead of one per nonzero that uses it. Mapped inputs (SpmmInputMap: a conv's
+// output pixels over a padded plane, no junk columns computed) are always packed, each tile
+// vector assembled from masked loads of the input-row runs it spans.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -100,12 +102,21 @@ class SparseWeights {
   std::vector<int32_t> row_start_;
 };
 
-// out[m * ldo + q] = act(sum_k W[m][k] * in[col_offsets[k] + q] + bias[m] + residual[m * ldo + q])
-// for m in [0, M), q in [0, Q). ep.bias has M entries (per output row), ep.residual has the
-// output's layout and row stride ldo and may be `out` itself (but must not otherwise overlap
-// it). pool may be nullptr (single thread). Q == 0 is a no-op. No heap allocation.
+// Where the input of position q lies when the positions are not one contiguous run (the
+// output pixels of a KxK conv over a padded plane: rows of row_len pixels, row_stride apart,
+// images of img_len pixels, img_stride apart): q = img * img_len + row * row_len + col reads
+// img * img_stride + row * row_stride + col (plus the weight column's offset).
+struct SpmmInputMap {
+  int64_t row_len, row_stride, img_len, img_stride;
+};
+
+// out[m * ldo + q] = act(sum_k W[m][k] * in[col_offsets[k] + src(q)] + bias[m] + residual[m * ldo + q])
+// for m in [0, M), q in [0, Q), src(q) = q, or as `map` says. ep.bias has M entries (per
+// output row), ep.residual has the output's layout and row stride ldo and may be `out` itself
+// (but must not otherwise overlap it). pool may be nullptr (single thread). Q == 0 is a no-op.
+// No heap allocation but a per-thread packing buffer, grown once.
 void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, int64_t ldo,
-              const Epilogue& ep, ThreadPool* pool);
+              const Epilogue& ep, ThreadPool* pool, const SpmmInputMap* map = nullptr);
 
 // Every variant of the family, reference first.
 inline constexpr Isa kSpmmVariants[] = {Isa::kPortable, Isa::kAvx2, Isa::kAvx512};
@@ -123,6 +134,7 @@ struct SpmmArgs {
   int K;        // columns (entries of col_off)
   float* pack;  // nullptr: read `in` in place; else an aligned buffer of K x spmm_tile floats
                 // the ISA kernels pack each tile's input rows into first (see Alignment)
+  SpmmInputMap map;  // map.row_len == 0: positions are contiguous in `in` (else always packed)
   float* out;
   int64_t ldo;
   int64_t q0, q1;
@@ -139,6 +151,26 @@ using SpmmKernel = void (*)(const SpmmArgs&);
 template <bool AFFINE>
 inline int64_t spmm_offset(uint16_t c, const int32_t* col_off, int64_t stride) {
   return AFFINE ? int64_t(c) * stride : int64_t(col_off[c]);
+}
+
+// Element offset of position q's input (before the weight column's offset).
+inline int64_t spmm_source(const SpmmArgs& a, int64_t q) {
+  if (a.map.row_len == 0) return q;
+  const int64_t img = q / a.map.img_len, r = q % a.map.img_len;
+  return img * a.map.img_stride + (r / a.map.row_len) * a.map.row_stride + r % a.map.row_len;
+}
+
+// Calls f(j0, j1, off) for each run [j0, j1) of the tile [q, q + w) that is contiguous in the
+// input: position q + j reads `off + j` (before the weight column's offset).
+template <class F>
+inline void spmm_tile_runs(const SpmmArgs& a, int64_t q, int w, const F& f) {
+  if (a.map.row_len == 0) return f(0, w, q);
+  for (int j = 0; j < w;) {
+    const int64_t col = (q + j) % a.map.img_len % a.map.row_len;
+    const int len = static_cast<int>(a.map.row_len - col < w - j ? a.map.row_len - col : w - j);
+    f(j, j + len, spmm_source(a, q + j) - j);
+    j += len;
+  }
 }
 
 void spmm_kernel_portable(const SpmmArgs& a);

@@ -196,15 +196,10 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
   } else {
     Hh_ = ceil_div(p.H + p.pad_top + p.pad_bottom, p.stride_h);
     Wh_ = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
-    // One image: the OH rows of Wh positions. Several: whole planes (the rows past OH of each
-    // image are computed and discarded, like the columns past OW).
-    Q_ = nb_ == 1 ? int64_t(OH_) * Wh_ : int64_t(nb_) * Hh_ * Wh_;
-    ws_phase_ = size_t(p.stride_h) * p.stride_w * p.C * size_t(nb_) * Hh_ * Wh_;
-    // Discarded positions of the last plane read up to ((R-1)*dil/sh + 1) rows and (S-1)*dil/sw
-    // columns past the last phase plane: keep that slack inside the workspace (zeroed).
-    ws_in_ = ws_phase_ + size_t((p.R - 1) * p.dil_h / p.stride_h + 1) * Wh_ + size_t(p.S) * p.dil_w;
-    const bool exact = Wh_ == OW_ && (nb_ == 1 || Hh_ == OH_);
-    ws_out_ = exact ? 0 : size_t(p.K) * size_t(Q_);
+    // Exactly the output pixels: the spmm reads them as rows of OW positions, Wh apart, in
+    // images Hh x Wh apart (an SpmmInputMap), so no junk column is computed and nothing cropped.
+    Q_ = int64_t(nb_) * OH_ * OW_;
+    ws_in_ = size_t(p.stride_h) * p.stride_w * p.C * size_t(nb_) * Hh_ * Wh_;
   }
   name_ = std::string("spmm_conv") + (direct_ || subsample_ ? "1x1" : std::to_string(p.R) + "x" + std::to_string(p.S)) +
           (subsample_ ? "_strided_" : "_") + isa_name(isa);
@@ -214,7 +209,6 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
   // Per call: nb images (CNHW: the whole batch, NCHW: one image).
   const size_t in_call = size_t(p_.C) * nb_ * p_.H * p_.W, out_call = size_t(p_.K) * nb_ * OH_ * OW_;
   float* ws = direct_ ? nullptr : out[1];
-  if (ws && !subsample_) std::fill(ws + ws_phase_, ws + ws_in_, 0.f);
   for (int n = 0; n < p_.N / nb_; ++n) {
     const float* x = in[0] + n * in_call;
     float* y = out[0] + n * out_call;
@@ -237,40 +231,9 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
     }
     pad_phase_split(x, ws, p_.C * nb_, p_.H, p_.W, p_.pad_top, p_.pad_left, p_.stride_h, p_.stride_w, Hh_, Wh_,
                     pool);
-    if (ws_out_ == 0) {  // the spmm positions are exactly the output positions
-      ep.residual = res;
-      spmm_f32(w_, ws, Q_, y, Q_, ep, pool);
-      continue;
-    }
-    float* tmp = ws + ws_in_;
-    if (res) ep.act = Activation::kNone;  // residual and activation applied by the crop
-    spmm_f32(w_, ws, Q_, tmp, Q_, ep, pool);
-    const int OH = OH_, OW = OW_, Wh = Wh_, nb = nb_;
-    const size_t img_in = nb_ == 1 ? size_t(Q_) : size_t(Hh_) * Wh_, img_out = size_t(OH_) * OW_;
-    const Activation act = res ? act_ : Activation::kNone;
-    const float alpha = alpha_, beta = beta_;
-    auto crop = [&](size_t k) {
-      for (int i = 0; i < nb; ++i) {
-        const float* t = tmp + k * size_t(Q_) + i * img_in;
-        float* yk = y + (k * nb + i) * img_out;
-        const float* rk = res ? res + (k * nb + i) * img_out : nullptr;
-        for (int oh = 0; oh < OH; ++oh) {
-          const float* trow = t + size_t(oh) * Wh;
-          float* yrow = yk + size_t(oh) * OW;
-          if (!rk) {
-            std::memcpy(yrow, trow, sizeof(float) * OW);
-          } else {
-            const float* rrow = rk + size_t(oh) * OW;
-            for (int ow = 0; ow < OW; ++ow) yrow[ow] = apply_activation(trow[ow] + rrow[ow], act, alpha, beta);
-          }
-        }
-      }
-    };
-    if (pool && pool->num_threads() > 1 && p_.K > 1) {
-      pool->parallel_for(size_t(p_.K), crop);
-    } else {
-      for (size_t k = 0; k < size_t(p_.K); ++k) crop(k);
-    }
+    const SpmmInputMap map{OW_, Wh_, int64_t(OH_) * OW_, int64_t(Hh_) * Wh_};
+    ep.residual = res;
+    spmm_f32(w_, ws, Q_, y, Q_, ep, pool, &map);
   }
 }
 

@@ -18,9 +18,8 @@ namespace si {
 //   * 1x1, stride > 1, no padding: the strided positions are gathered into a workspace whose
 //     channel rows start on cache lines (no phase split of the whole input, no crop).
 //   * otherwise the image is zero-padded and split into stride phases (pad_phase_split) into a
-//     workspace, and the output is computed over rows of Wh positions (Wh >= OW: the columns
-//     past OW are discarded). When Wh > OW the result goes through a second workspace and is
-//     cropped into y, applying the residual and activation there.
+//     workspace, and the spmm reads each output pixel's taps there through an SpmmInputMap
+//     (rows of OW pixels, Wh apart): exactly the output pixels are computed, straight into y.
 // batch_major: x, y and the residual are C x N x H x W ("CNHW") instead of NCHW, so that the
 // whole batch is one spmm over N x positions (long runs of Q even at 7x7) instead of N short ones.
 // C x R x S (the weight columns) must be at most kSpmmMaxK (std::invalid_argument otherwise).
@@ -32,7 +31,7 @@ class SparseConvOp : public Op {
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
   const char* kernel_name() const override { return name_.c_str(); }
   size_t weight_bytes() const override { return w_.bytes() + bias_.size() * sizeof(float); }
-  size_t workspace_floats() const { return ws_in_ + ws_out_; }
+  size_t workspace_floats() const { return ws_in_; }
   size_t nnz() const { return w_.nnz(); }
 
  private:
@@ -41,7 +40,7 @@ class SparseConvOp : public Op {
   int OH_, OW_, Hh_ = 0, Wh_ = 0;
   int nb_;     // images per spmm call: N (batch_major) or 1 (NCHW: one call per image)
   bool direct_, subsample_;
-  size_t ws_in_ = 0, ws_phase_ = 0, ws_out_ = 0;
+  size_t ws_in_ = 0;
   int64_t Q_;
   std::vector<float> bias_;
   Activation act_;

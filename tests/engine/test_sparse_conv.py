@@ -37,6 +37,18 @@ def conv_block(rng, n, c, h, w, k, kernel, stride, pads, dil, sparsity, residual
     return model, feeds
 
 
+ISAS = [isa for isa in ("portable", "avx2", "avx512")
+        if ("portable", "avx2", "avx512").index(isa) <= ("portable", "avx2", "avx512").index(_core.best_isa())]
+
+
+@pytest.fixture
+def active_isa(request):
+    before = _core.active_isa()
+    _core.set_active_isa(request.param)
+    yield request.param
+    _core.set_active_isa(before)
+
+
 CASES = [  # (n, c, h, w, k, kernel, stride, pads, dil)
     (1, 16, 14, 14, 32, 1, 1, [0, 0, 0, 0], 1),       # 1x1: reads the planes in place
     (2, 24, 9, 7, 40, 1, 1, [0, 0, 0, 0], 1),         # odd sizes, batch 2
@@ -59,7 +71,8 @@ CASES = [  # (n, c, h, w, k, kernel, stride, pads, dil)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"n{c[0]}c{c[1]}{c[2]}x{c[3]}k{c[4]}r{c[5]}s{c[6]}d{c[8]}")
 @pytest.mark.parametrize("sparsity", [0.0, 0.9, 1.0])
 @pytest.mark.parametrize("residual,act", [(False, False), (True, True), (False, True)])
-def test_forced_sparse_conv_matches_onnxruntime(case, sparsity, residual, act, monkeypatch):
+@pytest.mark.parametrize("active_isa", ISAS, indirect=True)  # every spmm variant's packing and maps
+def test_forced_sparse_conv_matches_onnxruntime(case, sparsity, residual, act, active_isa, monkeypatch):
     monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
     rng = np.random.default_rng(CASES.index(case) * 100 + int(sparsity * 10) * 4 + 2 * residual + act)
     model, feeds = conv_block(rng, *case, sparsity=sparsity, residual=residual, act=act)
@@ -133,18 +146,6 @@ def test_bad_kernel_mode_is_a_clear_error(monkeypatch):
     model, _ = conv_block(rng, 1, 4, 6, 6, 4, 1, 1, [0, 0, 0, 0], 1, sparsity=0.5, residual=False, act=False)
     with pytest.raises(ValueError, match="SPARSEINFER_KERNELS='fastest': expected one of auto, dense, sparse"):
         sparseinfer.compile_model(model)
-
-
-ISAS = [isa for isa in ("portable", "avx2", "avx512")
-        if ("portable", "avx2", "avx512").index(isa) <= ("portable", "avx2", "avx512").index(_core.best_isa())]
-
-
-@pytest.fixture
-def active_isa(request):
-    before = _core.active_isa()
-    _core.set_active_isa(request.param)
-    yield request.param
-    _core.set_active_isa(before)
 
 
 @pytest.mark.parametrize("active_isa", ISAS, indirect=True)

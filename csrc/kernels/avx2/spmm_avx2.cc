@@ -67,8 +67,46 @@ void rows_as(const SpmmArgs& a, const float* x, int64_t stride, int64_t q, __m25
 
 // The tile's K input rows (the last vector masked: zeros past the edge) into a.pack, row
 // stride kTile, every row on a vector boundary.
+// Mapped input: each vector of the tile assembled from masked loads, one per contiguous run of
+// input it spans (a run lane j reads off + j); lanes past the tile stay zero.
+void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
+  struct Piece {
+    int v;
+    __m256i lanes;
+    int64_t off;
+  };
+  Piece pieces[kTile + kTile / 8];
+  int n = 0;
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  spmm_tile_runs(a, q, w, [&](int j0, int j1, int64_t off) {
+    for (int v = j0 / 8; v * 8 < j1; ++v) {
+      const int l0 = (j0 > v * 8 ? j0 : v * 8) - v * 8, l1 = (j1 < v * 8 + 8 ? j1 : v * 8 + 8) - v * 8;
+      const __m256i lanes = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l0), idx),
+                                                _mm256_cmpgt_epi32(_mm256_set1_epi32(l1), idx));
+      pieces[n++] = {v, lanes, off + 8 * v};
+    }
+  });
+  for (int k = 0; k < a.K; ++k) {
+    const float* src = a.in + a.col_off[k];
+    float* dst = a.pack + int64_t(k) * kTile;
+    __m256 vec = _mm256_setzero_ps();
+    int cur = pieces[0].v;
+    for (int i = 0; i < n; ++i) {
+      if (pieces[i].v != cur) {
+        _mm256_store_ps(dst + 8 * cur, vec);
+        vec = _mm256_setzero_ps();
+        cur = pieces[i].v;
+      }
+      vec = _mm256_blendv_ps(vec, _mm256_maskload_ps(src + pieces[i].off, pieces[i].lanes),
+                             _mm256_castsi256_ps(pieces[i].lanes));
+    }
+    _mm256_store_ps(dst + 8 * cur, vec);
+  }
+}
+
 template <int NV, bool MASK>
 void pack_tile(const SpmmArgs& a, int64_t q, __m256i lm) {
+  if (a.map.row_len) return pack_tile_mapped(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile));
   const float* x = a.in + q;
   for (int k = 0; k < a.K; ++k) {
     const float* src = x + a.col_off[k];
@@ -92,7 +130,7 @@ void rows(const SpmmArgs& a, int64_t q, __m256i lm) {
 // their inputs gathered, instead of a one-lane masked load per nonzero.
 template <bool AFFINE>
 void spmv(const SpmmArgs& a) {
-  const float* x = a.in + a.q0;
+  const float* x = a.in + spmm_source(a, a.q0);
   const __m256i stride = _mm256_set1_epi32(static_cast<int32_t>(AFFINE ? a.col_stride : 0));
   for (int m = a.m0; m < a.m1; ++m) {
     int32_t i = a.row_start[m];

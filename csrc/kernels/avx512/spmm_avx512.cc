@@ -73,8 +73,42 @@ void rows_as(const SpmmArgs& a, const float* x, int64_t stride, int64_t q, __mma
 
 // The tile's K input rows (the last vector masked: zeros past the edge) into a.pack, row
 // stride kTile, every row on a vector boundary.
+// Mapped input: each vector of the tile assembled from masked loads, one per contiguous run of
+// input it spans (a run lane j reads off + j); lanes past the tile stay zero.
+void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
+  struct Piece {
+    int v;
+    __mmask16 lanes;
+    int64_t off;
+  };
+  Piece pieces[kTile + kTile / 16];  // a run per position at most, + one split per vector
+  int n = 0;
+  spmm_tile_runs(a, q, w, [&](int j0, int j1, int64_t off) {
+    for (int v = j0 / 16; v * 16 < j1; ++v) {
+      const int l0 = (j0 > v * 16 ? j0 : v * 16) - v * 16, l1 = (j1 < v * 16 + 16 ? j1 : v * 16 + 16) - v * 16;
+      pieces[n++] = {v, static_cast<__mmask16>(((1u << l1) - 1) & ~((1u << l0) - 1)), off + 16 * v};
+    }
+  });
+  for (int k = 0; k < a.K; ++k) {
+    const float* src = a.in + a.col_off[k];
+    float* dst = a.pack + int64_t(k) * kTile;
+    __m512 vec = _mm512_setzero_ps();
+    int cur = pieces[0].v;
+    for (int i = 0; i < n; ++i) {
+      if (pieces[i].v != cur) {
+        _mm512_store_ps(dst + 16 * cur, vec);
+        vec = _mm512_setzero_ps();
+        cur = pieces[i].v;
+      }
+      vec = _mm512_mask_loadu_ps(vec, pieces[i].lanes, src + pieces[i].off);
+    }
+    _mm512_store_ps(dst + 16 * cur, vec);
+  }
+}
+
 template <int NV, bool MASK>
 void pack_tile(const SpmmArgs& a, int64_t q, __mmask16 lm) {
+  if (a.map.row_len) return pack_tile_mapped(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile));
   const float* x = a.in + q;
   for (int k = 0; k < a.K; ++k) {
     const float* src = x + a.col_off[k];
@@ -98,7 +132,7 @@ void rows(const SpmmArgs& a, int64_t q, __mmask16 lm) {
 // their inputs gathered, instead of a one-lane vector load per nonzero.
 template <bool AFFINE>
 void spmv(const SpmmArgs& a) {
-  const float* x = a.in + a.q0;
+  const float* x = a.in + spmm_source(a, a.q0);
   const __m512i stride = _mm512_set1_epi32(static_cast<int32_t>(AFFINE ? a.col_stride : 0));
   auto offsets = [&](__m512i c, __mmask16 k) {
     return AFFINE ? _mm512_mullo_epi32(c, stride) : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, c, a.col_off, 4);
