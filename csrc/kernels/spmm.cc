@@ -233,8 +233,25 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
     kernel(a);
     return;
   }
-  // ~4 tasks per thread (dynamic scheduling evens out ragged edges): split Q first (each task
-  // then owns its input slice), then rows (balanced by nnz) when Q has too few tiles.
+  if (nq >= threads) {
+    // One block of positions per thread, always the same thread for the same positions (static
+    // scheduling): a layer then reads what the same thread wrote in the previous layer, from its
+    // own caches, and writes where the next layer's same thread will read.
+    auto block = [&](size_t t) {
+      SpmmArgs a = base;
+      a.q0 = (int64_t(t) * nq / threads) * tile;
+      a.q1 = std::min(Q, ((int64_t(t) + 1) * nq / threads) * tile);
+      a.m0 = 0;
+      a.m1 = M;
+      if (a.q0 >= a.q1) return;
+      if (pack) a.pack = thread_pack_buffer(pack_floats);
+      kernel(a);
+    };
+    pool->parallel_for_static(size_t(threads), block);
+    return;
+  }
+  // Fewer tiles than threads: ~4 tasks per thread, rows balanced by nnz (dynamic scheduling
+  // evens out ragged edges).
   const int64_t target = 4 * threads;
   const int64_t qb = std::min(nq, target);
   const int64_t rb = std::min<int64_t>(M, (target + qb - 1) / qb);

@@ -88,8 +88,12 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::run_tasks() {
+void ThreadPool::run_tasks(int self) {
   const TaskRef& fn = *fn_;
+  if (static_) {
+    for (size_t t = size_t(self); t < num_tasks_; t += size_t(num_threads_)) fn(t);
+    return;
+  }
   for (;;) {
     size_t t = next_task_.fetch_add(1, std::memory_order_relaxed);
     if (t >= num_tasks_) break;
@@ -97,7 +101,7 @@ void ThreadPool::run_tasks() {
   }
 }
 
-void ThreadPool::worker_loop(int) {
+void ThreadPool::worker_loop(int self) {
   uint64_t seen = 0;
   for (;;) {
     // Spin for a short while: the next layer usually starts within microseconds.
@@ -113,12 +117,16 @@ void ThreadPool::worker_loop(int) {
     }
     seen = gen;
     if (stop_) return;
-    run_tasks();
+    run_tasks(self);
     active_workers_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
-void ThreadPool::parallel_for(size_t num_tasks, TaskRef fn) {
+void ThreadPool::parallel_for(size_t num_tasks, TaskRef fn) { dispatch(num_tasks, fn, false); }
+
+void ThreadPool::parallel_for_static(size_t num_tasks, TaskRef fn) { dispatch(num_tasks, fn, true); }
+
+void ThreadPool::dispatch(size_t num_tasks, TaskRef fn, bool is_static) {
   if (num_tasks == 0) return;
   if (num_threads_ == 1 || num_tasks == 1) {
     for (size_t t = 0; t < num_tasks; ++t) fn(t);
@@ -127,6 +135,7 @@ void ThreadPool::parallel_for(size_t num_tasks, TaskRef fn) {
   std::lock_guard<std::mutex> call_lock(call_mu_);
   fn_ = &fn;
   num_tasks_ = num_tasks;
+  static_ = is_static;
   next_task_.store(0, std::memory_order_relaxed);
   active_workers_.store(num_threads_ - 1, std::memory_order_relaxed);
   {
@@ -134,7 +143,7 @@ void ThreadPool::parallel_for(size_t num_tasks, TaskRef fn) {
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  run_tasks();
+  run_tasks(0);
   while (active_workers_.load(std::memory_order_acquire) != 0) cpu_relax();
   fn_ = nullptr;
 }

@@ -38,10 +38,17 @@ class ThreadPool {
   // Runs fn(t) for t in [0, num_tasks), tasks handed out dynamically; returns when all are done.
   // Not reentrant: a task must not call parallel_for on the same pool.
   void parallel_for(size_t num_tasks, TaskRef fn);
+  // Runs fn(t) for t in [0, num_tasks) with task t always on thread t % num_threads (the caller
+  // is thread 0): ops that split their data the same way run each thread on what it produced
+  // itself, which stays in its own caches. That matters when the threads' cores do not share
+  // an L3 (measured in a 2-vCPU VM whose vCPUs the host sometimes places on different CCDs:
+  // resnet50-pruned90 took 24.5 instead of 14 ms with dynamically scheduled layers).
+  void parallel_for_static(size_t num_tasks, TaskRef fn);
 
  private:
   void worker_loop(int index);
-  void run_tasks();
+  void run_tasks(int self);
+  void dispatch(size_t num_tasks, TaskRef fn, bool is_static);
 
   int num_threads_;
   std::vector<std::thread> workers_;
@@ -51,6 +58,7 @@ class ThreadPool {
   std::atomic<int> active_workers_{0};
   std::atomic<size_t> next_task_{0};
   size_t num_tasks_ = 0;
+  bool static_ = false;
   const TaskRef* fn_ = nullptr;
   bool stop_ = false;
   std::mutex call_mu_;  // serialises parallel_for callers sharing one pool
