@@ -12,6 +12,21 @@ inline void pool_tap_range(int base, int d, int n, int lim, int& t0, int& t1) {
   if (t1 < t0) t1 = t0;
 }
 
+// What a window's accumulator becomes the output by: for average pooling 1 / its tap count
+// (count_include_pad: the taps inside the padded input); for max 1, or 0 for a window with no
+// tap at all (its output is 0, not the -FLT_MAX it started from).
+template <bool kMax>
+inline float pool_window_scale(const PoolParams& p, int iw0, int taps, int pr0, int pr1) {
+  if (kMax) return taps > 0 ? 1.f : 0.f;
+  int cnt = taps;
+  if (p.count_include_pad) {
+    int ps0, ps1;
+    pool_tap_range(iw0 + p.pad_left, p.dil_w, p.S, p.W + p.pad_left + p.pad_right, ps0, ps1);
+    cnt = (pr1 - pr0) * (ps1 - ps0);
+  }
+  return cnt > 0 ? 1.f / float(cnt) : 0.f;
+}
+
 template <class F>
 void pool_parallel(ThreadPool* pool, size_t n, const F& f) {
   if (pool && pool->num_threads() > 1 && n > 1) {
@@ -52,21 +67,8 @@ void pool_impl(const PoolParams& p, const float* in, float* out, ThreadPool* tp)
         }
       }
       float* y = o + size_t(ow) * B;
-      const int taps = (r1 - r0) * (s1 - s0);
-      if constexpr (kMax) {
-        if (taps == 0)
-          for (int l = 0; l < B; ++l) acc[l] = 0.f;
-      } else {
-        int cnt = taps;
-        if (p.count_include_pad) {
-          int ps0, ps1;
-          pool_tap_range(iw0 + p.pad_left, p.dil_w, p.S, p.W + p.pad_left + p.pad_right, ps0, ps1);
-          cnt = (pr1 - pr0) * (ps1 - ps0);
-        }
-        const float inv = cnt > 0 ? 1.f / float(cnt) : 0.f;
-        for (int l = 0; l < B; ++l) acc[l] *= inv;
-      }
-      for (int l = 0; l < B; ++l) y[l] = acc[l];
+      const float scale = pool_window_scale<kMax>(p, iw0, (r1 - r0) * (s1 - s0), pr0, pr1);
+      for (int l = 0; l < B; ++l) y[l] = kMax ? (scale != 0.f ? acc[l] : 0.f) : acc[l] * scale;
     }
   });
 }
@@ -141,18 +143,8 @@ void pool_plain_impl(const PoolParams& p, const float* in, float* out, ThreadPoo
         const int iw0 = ow * p.stride_w - p.pad_left;
         int s0, s1;
         pool_tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
-        const int taps = (r1 - r0) * (s1 - s0);
-        if constexpr (kMax) {
-          if (taps == 0) y[ow] = 0.f;
-        } else {
-          int cnt = taps;
-          if (p.count_include_pad) {
-            int ps0, ps1;
-            pool_tap_range(iw0 + p.pad_left, p.dil_w, p.S, p.W + p.pad_left + p.pad_right, ps0, ps1);
-            cnt = (pr1 - pr0) * (ps1 - ps0);
-          }
-          y[ow] *= cnt > 0 ? 1.f / float(cnt) : 0.f;
-        }
+        const float scale = pool_window_scale<kMax>(p, iw0, (r1 - r0) * (s1 - s0), pr0, pr1);
+        y[ow] = kMax ? (scale != 0.f ? y[ow] : 0.f) : y[ow] * scale;
       }
     }
   });
