@@ -112,7 +112,6 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
   row_start_[M] = static_cast<int32_t>(val_.size());
 }
 
-
 SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
   if (factor < 0) throw std::invalid_argument("SparseWeights: offset factor must be >= 0");
   const int64_t lim = std::numeric_limits<int32_t>::max();

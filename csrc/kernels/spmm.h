@@ -20,9 +20,11 @@
 // otherwise); callers keep wider layers dense. Rescaling the offsets (scaled_offsets) only
 // touches the table.
 //
-// Driver (spmm.cc): the output is cut into tasks of (Q block x row block), row blocks balanced
-// by nnz (binary search on the row starts). A task walks its Q block tile by tile and, per
-// tile, sweeps its rows: the input slice of one tile (K x 64 floats) stays in L1/L2 while the
+// Driver (spmm.cc): with at least one tile per thread, each thread takes one fixed block of
+// positions (static scheduling: the same thread for the same positions layer after layer);
+// otherwise tasks of (Q block x row block), row blocks balanced by nnz (binary search on the
+// row starts), scheduled dynamically. A task walks its Q block tile by tile and, per tile,
+// sweeps its rows: the input slice of one tile (K x 64 floats) stays in L1/L2 while the
 // rows reuse it. Epilogue (bias, residual, activation) in the store; residual may be `out`
 // itself. Small problems stay on the caller's thread.
 //
@@ -160,16 +162,18 @@ inline int64_t spmm_source(const SpmmArgs& a, int64_t q) {
   return img * a.map.img_stride + (r / a.map.row_len) * a.map.row_stride + r % a.map.row_len;
 }
 
-// Calls f(j0, j1, off) for each run [j0, j1) of the tile [q, q + w) that is contiguous in the
-// input: position q + j reads `off + j` (before the weight column's offset).
-template <class F>
-inline void spmm_tile_runs(const SpmmArgs& a, int64_t q, int w, const F& f) {
-  if (a.map.row_len == 0) return f(0, w, q);
-  for (int j = 0; j < w;) {
-    const int64_t col = (q + j) % a.map.img_len % a.map.row_len;
-    const int len = static_cast<int>(a.map.row_len - col < w - j ? a.map.row_len - col : w - j);
-    f(j, j + len, spmm_source(a, q + j) - j);
-    j += len;
+// The tile [q, q + w) of a mapped input as VW-lane vectors assembled from contiguous runs of
+// the input: calls f(v, l0, l1, off) for each piece, lanes [l0, l1) of vector v reading
+// `off + lane` (before the weight column's offset), in increasing v.
+template <int VW, class F>
+inline void spmm_tile_pieces(const SpmmArgs& a, int64_t q, int w, const F& f) {
+  for (int j0 = 0; j0 < w;) {
+    const int64_t col = (q + j0) % a.map.img_len % a.map.row_len;
+    const int j1 = static_cast<int>(a.map.row_len - col < w - j0 ? j0 + a.map.row_len - col : w);
+    const int64_t off = spmm_source(a, q + j0) - j0;  // position q + j reads off + j
+    for (int v = j0 / VW; v * VW < j1; ++v)
+      f(v, (j0 > v * VW ? j0 : v * VW) - v * VW, (j1 < v * VW + VW ? j1 : v * VW + VW) - v * VW, off + VW * v);
+    j0 = j1;
   }
 }
 

@@ -5,7 +5,6 @@
 #endif
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -180,25 +179,14 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
       nb_(batch_major ? p.N : 1),
       direct_(is_direct(p)),
       subsample_(is_subsample(p)),
-      bias_(bias ? std::vector<float>(bias, bias + p.K) : std::vector<float>()),
-      act_(act),
-      alpha_(alpha),
-      beta_(beta),
-      has_residual_(has_residual),
+      Q_(int64_t(nb_) * OH_ * OW_),  // exactly the output pixels, whatever the path
+      ep_{bias ? std::vector<float>(bias, bias + p.K) : std::vector<float>(), act, alpha, beta, has_residual},
       w_(weight, p.K, p.C * p.R * p.S, tap_offsets(p, batch_major ? p.N : 1).data(), isa) {
-  if (direct_) {
-    Hh_ = p.H;
-    Wh_ = p.W;
-    Q_ = int64_t(nb_) * OH_ * OW_;
-  } else if (subsample_) {
-    Q_ = int64_t(nb_) * OH_ * OW_;
+  if (subsample_) {
     ws_in_ = size_t(p.C) * size_t(subsample_stride(p, nb_));
-  } else {
+  } else if (!direct_) {
     Hh_ = ceil_div(p.H + p.pad_top + p.pad_bottom, p.stride_h);
     Wh_ = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
-    // Exactly the output pixels: the spmm reads them as rows of OW positions, Wh apart, in
-    // images Hh x Wh apart (an SpmmInputMap), so no junk column is computed and nothing cropped.
-    Q_ = int64_t(nb_) * OH_ * OW_;
     ws_in_ = size_t(p.stride_h) * p.stride_w * p.C * size_t(nb_) * Hh_ * Wh_;
   }
   name_ = std::string("spmm_conv") + (direct_ || subsample_ ? "1x1" : std::to_string(p.R) + "x" + std::to_string(p.S)) +
@@ -209,31 +197,23 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
   // Per call: nb images (CNHW: the whole batch, NCHW: one image).
   const size_t in_call = size_t(p_.C) * nb_ * p_.H * p_.W, out_call = size_t(p_.K) * nb_ * OH_ * OW_;
   float* ws = direct_ ? nullptr : out[1];
+  // KxK path: the spmm reads the output pixels as rows of OW positions, Wh apart, in images
+  // Hh x Wh apart, over the phase planes.
+  const SpmmInputMap map{OW_, Wh_, int64_t(OH_) * OW_, int64_t(Hh_) * Wh_};
   for (int n = 0; n < p_.N / nb_; ++n) {
     const float* x = in[0] + n * in_call;
-    float* y = out[0] + n * out_call;
-    const float* res = has_residual_ ? in[1] + n * out_call : nullptr;
-    Epilogue ep;
-    ep.bias = bias_.empty() ? nullptr : bias_.data();
-    ep.act = act_;
-    ep.alpha = alpha_;
-    ep.beta = beta_;
-    if (direct_) {
-      ep.residual = res;
-      spmm_f32(w_, x, Q_, y, Q_, ep, pool);
-      continue;
-    }
+    const float* src = x;
     if (subsample_) {
       subsample(x, ws, pool);
-      ep.residual = res;
-      spmm_f32(w_, ws, Q_, y, Q_, ep, pool);
-      continue;
+      src = ws;
+    } else if (!direct_) {
+      pad_phase_split(x, ws, p_.C * nb_, p_.H, p_.W, p_.pad_top, p_.pad_left, p_.stride_h, p_.stride_w, Hh_, Wh_,
+                      pool);
+      src = ws;
     }
-    pad_phase_split(x, ws, p_.C * nb_, p_.H, p_.W, p_.pad_top, p_.pad_left, p_.stride_h, p_.stride_w, Hh_, Wh_,
-                    pool);
-    const SpmmInputMap map{OW_, Wh_, int64_t(OH_) * OW_, int64_t(Hh_) * Wh_};
-    ep.residual = res;
-    spmm_f32(w_, ws, Q_, y, Q_, ep, pool, &map);
+    const float* res = ep_.has_residual ? in[1] + n * out_call : nullptr;
+    spmm_f32(w_, src, Q_, out[0] + n * out_call, Q_, ep_.with(res), pool,
+             direct_ || subsample_ ? nullptr : &map);
   }
 }
 
@@ -262,33 +242,25 @@ SparseLinearOp::SparseLinearOp(int64_t T, const float* weight, int K, int N, con
     : T_(T),
       K_(K),
       N_(N),
-      bias_(bias ? std::vector<float>(bias, bias + std::max(N, 0)) : std::vector<float>()),
-      act_(act),
-      alpha_(alpha),
-      beta_(beta),
-      has_residual_(has_residual),
+      ep_{bias ? std::vector<float>(bias, bias + std::max(N, 0)) : std::vector<float>(), act, alpha, beta,
+          has_residual},
       w_(linear_weights(weight, K, N, T, isa)),
       name_(std::string("spmm_linear_") + isa_name(isa)) {}
 
 void SparseLinearOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
-  const float* res = has_residual_ ? in[1] : nullptr;
-  Epilogue ep;
-  ep.bias = bias_.empty() ? nullptr : bias_.data();
-  ep.act = act_;
-  ep.alpha = alpha_;
-  ep.beta = beta_;
+  const float* res = ep_.has_residual ? in[1] : nullptr;
   if (T_ == 1) {  // x [1 x K] is already [K x 1], y [1 x N] is [N x 1]
-    ep.residual = res;
-    spmm_f32(w_, in[0], 1, out[0], 1, ep, pool);
+    spmm_f32(w_, in[0], 1, out[0], 1, ep_.with(res), pool);
     return;
   }
+  Epilogue ep = ep_.with(nullptr);
   float* xt = out[1];
   float* yt = xt + size_t(K_) * size_t(T_);
   transpose_2d(in[0], T_, K_, xt, pool);
   if (res) ep.act = Activation::kNone;  // act(acc + bias + residual): after the residual
   spmm_f32(w_, xt, T_, yt, T_, ep, pool);
   if (res)
-    transpose_add_act(yt, N_, T_, res, out[0], act_, alpha_, beta_, pool);
+    transpose_add_act(yt, N_, T_, res, out[0], ep_.act, ep_.alpha, ep_.beta, pool);
   else
     transpose_2d(yt, N_, T_, out[0], pool);
 }

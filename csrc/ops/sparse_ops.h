@@ -11,6 +11,25 @@
 
 namespace si {
 
+// What both sparse ops apply in the spmm's store: a bias per output row (or none), an
+// activation, and whether a residual input is added.
+struct SparseEpilogue {
+  std::vector<float> bias;
+  Activation act;
+  float alpha, beta;
+  bool has_residual;
+  // The kernel epilogue with `residual` (nullptr: none).
+  Epilogue with(const float* residual) const {
+    Epilogue ep;
+    ep.bias = bias.empty() ? nullptr : bias.data();
+    ep.act = act;
+    ep.alpha = alpha;
+    ep.beta = beta;
+    ep.residual = residual;
+    return ep;
+  }
+};
+
 // Convolution (groups 1, any kernel/stride/padding/dilation) on plain NCHW in and out.
 // Each image is handled as one spmm over the output positions: the weights are compressed
 // with one input offset per (c, r, s) tap, so the kernel never knows it is a convolution.
@@ -30,22 +49,19 @@ class SparseConvOp : public Op {
                float beta, Isa isa, bool has_residual, bool batch_major = false);
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
   const char* kernel_name() const override { return name_.c_str(); }
-  size_t weight_bytes() const override { return w_.bytes() + bias_.size() * sizeof(float); }
+  size_t weight_bytes() const override { return w_.bytes() + ep_.bias.size() * sizeof(float); }
   size_t workspace_floats() const { return ws_in_; }
   size_t nnz() const { return w_.nnz(); }
 
  private:
   void subsample(const float* x, float* ws, ThreadPool* pool) const;
   ConvParams p_;
-  int OH_, OW_, Hh_ = 0, Wh_ = 0;
+  int OH_, OW_, Hh_ = 0, Wh_ = 0;  // Hh_ x Wh_: the phase planes (KxK path)
   int nb_;     // images per spmm call: N (batch_major) or 1 (NCHW: one call per image)
   bool direct_, subsample_;
   size_t ws_in_ = 0;
   int64_t Q_;
-  std::vector<float> bias_;
-  Activation act_;
-  float alpha_, beta_;
-  bool has_residual_;
+  SparseEpilogue ep_;
   SparseWeights w_;
   std::string name_;
 };
@@ -66,17 +82,14 @@ class SparseLinearOp : public Op {
                  float beta, Isa isa, bool has_residual);
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
   const char* kernel_name() const override { return name_.c_str(); }
-  size_t weight_bytes() const override { return w_.bytes() + bias_.size() * sizeof(float); }
+  size_t weight_bytes() const override { return w_.bytes() + ep_.bias.size() * sizeof(float); }
   size_t workspace_floats() const { return T_ == 1 ? 0 : size_t(T_) * (size_t(K_) + size_t(N_)); }
   size_t nnz() const { return w_.nnz(); }
 
  private:
   int64_t T_;
   int K_, N_;
-  std::vector<float> bias_;
-  Activation act_;
-  float alpha_, beta_;
-  bool has_residual_;
+  SparseEpilogue ep_;
   SparseWeights w_;
   std::string name_;
 };

@@ -65,8 +65,6 @@ void rows_as(const SpmmArgs& a, const float* x, int64_t stride, int64_t q, __m25
   }
 }
 
-// The tile's K input rows (the last vector masked: zeros past the edge) into a.pack, row
-// stride kTile, every row on a vector boundary.
 // Mapped input: each vector of the tile assembled from masked loads, one per contiguous run of
 // input it spans (a run lane j reads off + j); lanes past the tile stay zero.
 void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
@@ -78,13 +76,10 @@ void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
   Piece pieces[kTile + kTile / 8];
   int n = 0;
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  spmm_tile_runs(a, q, w, [&](int j0, int j1, int64_t off) {
-    for (int v = j0 / 8; v * 8 < j1; ++v) {
-      const int l0 = (j0 > v * 8 ? j0 : v * 8) - v * 8, l1 = (j1 < v * 8 + 8 ? j1 : v * 8 + 8) - v * 8;
-      const __m256i lanes = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l0), idx),
-                                                _mm256_cmpgt_epi32(_mm256_set1_epi32(l1), idx));
-      pieces[n++] = {v, lanes, off + 8 * v};
-    }
+  spmm_tile_pieces<8>(a, q, w, [&](int v, int l0, int l1, int64_t off) {
+    const __m256i lanes = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l0), idx),
+                                              _mm256_cmpgt_epi32(_mm256_set1_epi32(l1), idx));
+    pieces[n++] = {v, lanes, off};
   });
   for (int k = 0; k < a.K; ++k) {
     const float* src = a.in + a.col_off[k];
@@ -104,6 +99,8 @@ void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
   }
 }
 
+// The tile's K input rows (the last vector masked: zeros past the edge) into a.pack, row
+// stride kTile, every row on a vector boundary (mapped inputs: pack_tile_mapped).
 template <int NV, bool MASK>
 void pack_tile(const SpmmArgs& a, int64_t q, __m256i lm) {
   if (a.map.row_len) return pack_tile_mapped(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile));

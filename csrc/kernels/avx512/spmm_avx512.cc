@@ -71,8 +71,6 @@ void rows_as(const SpmmArgs& a, const float* x, int64_t stride, int64_t q, __mma
   }
 }
 
-// The tile's K input rows (the last vector masked: zeros past the edge) into a.pack, row
-// stride kTile, every row on a vector boundary.
 // Mapped input: each vector of the tile assembled from masked loads, one per contiguous run of
 // input it spans (a run lane j reads off + j); lanes past the tile stay zero.
 void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
@@ -83,11 +81,8 @@ void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
   };
   Piece pieces[kTile + kTile / 16];  // a run per position at most, + one split per vector
   int n = 0;
-  spmm_tile_runs(a, q, w, [&](int j0, int j1, int64_t off) {
-    for (int v = j0 / 16; v * 16 < j1; ++v) {
-      const int l0 = (j0 > v * 16 ? j0 : v * 16) - v * 16, l1 = (j1 < v * 16 + 16 ? j1 : v * 16 + 16) - v * 16;
-      pieces[n++] = {v, static_cast<__mmask16>(((1u << l1) - 1) & ~((1u << l0) - 1)), off + 16 * v};
-    }
+  spmm_tile_pieces<16>(a, q, w, [&](int v, int l0, int l1, int64_t off) {
+    pieces[n++] = {v, static_cast<__mmask16>(((1u << l1) - 1) & ~((1u << l0) - 1)), off};
   });
   for (int k = 0; k < a.K; ++k) {
     const float* src = a.in + a.col_off[k];
@@ -106,6 +101,8 @@ void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
   }
 }
 
+// The tile's K input rows (the last vector masked: zeros past the edge) into a.pack, row
+// stride kTile, every row on a vector boundary (mapped inputs: pack_tile_mapped).
 template <int NV, bool MASK>
 void pack_tile(const SpmmArgs& a, int64_t q, __mmask16 lm) {
   if (a.map.row_len) return pack_tile_mapped(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile));
