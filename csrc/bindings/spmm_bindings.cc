@@ -102,14 +102,17 @@ void bind_spmm(nb::module_& m) {
   m.attr("SPMM_MAX_K") = kSpmmMaxK;  // largest K (weight columns) of SparseWeights and the sparse ops
   m.def("spmm_tile", [](const std::string& isa) { return spmm_tile(parse_isa(isa)); },
         nb::arg("isa"), "Positions per main tile of an spmm variant.");
+  m.def("spmm_panel_k", [](const std::string& isa) { return spmm_panel_k(parse_isa(isa)); },
+        nb::arg("isa"), "Weight columns per panel of an spmm variant (wider K runs panel by panel).");
 
   nb::class_<PySparseWeights>(
       m, "SparseWeights",
       "Weights W [M, K] compressed (zeros dropped) for one ISA's spmm kernel. col_offsets[k]: "
-      "element offset of input row k in the input buffer; None: the input is a [K, Q] matrix.")
+      "element offset of input row k in the input buffer; None: the input is a [K, Q] matrix. "
+      "column_panels=False: one panel whatever K (for weights only used on one position).")
       .def("__init__",
            [](PySparseWeights* self, const InArray& w, const std::optional<InArray>& col_offsets,
-              const std::optional<std::string>& isa) {
+              const std::optional<std::string>& isa, bool column_panels) {
              const Isa i = checked_isa(isa);
              check_f32_cpu(w, "w");
              if (w.ndim() != 2) fail("w must be a 2-D [M, K] array, got shape " + shape_str(w));
@@ -137,19 +140,22 @@ void bind_spmm(nb::module_& m) {
              const float* data = static_cast<const float*>(w.data());
              auto sw = [&] {
                nb::gil_scoped_release release;
-               return std::make_shared<const SparseWeights>(data, M, K, offs.data(), i);
+               return std::make_shared<const SparseWeights>(data, M, K, offs.data(), i, column_panels);
              }();
              auto* p = new (self) PySparseWeights();
              p->w = std::move(sw);
              p->plain = plain;
            },
-           nb::arg("w"), nb::arg("col_offsets") = nb::none(), nb::arg("isa") = nb::none())
+           nb::arg("w"), nb::arg("col_offsets") = nb::none(), nb::arg("isa") = nb::none(),
+           nb::arg("column_panels") = true)
       .def_prop_ro("M", [](const PySparseWeights& p) { return p.w->M(); })
       .def_prop_ro("K", [](const PySparseWeights& p) { return p.w->K(); })
       .def_prop_ro("nnz", [](const PySparseWeights& p) { return p.w->nnz(); })
       .def_prop_ro("bytes", [](const PySparseWeights& p) { return p.w->bytes(); })
       .def_prop_ro("isa", [](const PySparseWeights& p) { return std::string(isa_name(p.w->isa())); })
       .def_prop_ro("plain", [](const PySparseWeights& p) { return p.plain; })
+      .def_prop_ro("panels", [](const PySparseWeights& p) { return p.w->panels(); },
+                   "Column panels the nonzeros are stored and computed in (ceil(K / panel_k), >= 1).")
       .def_prop_ro("offset_alignment", [](const PySparseWeights& p) { return p.w->offset_alignment(); },
                    "Largest power of two <= 16 dividing every input offset: below the ISA's vector "
                    "width, spmm packs each tile's input rows into an aligned buffer first.")

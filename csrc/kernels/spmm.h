@@ -12,20 +12,28 @@
 // Q == 1 (a linear layer on one token) runs as a sparse matrix-vector product instead: 16 (8)
 // nonzeros per step with their inputs gathered, one horizontal sum per row.
 //
-// Storage (all ISAs alike), 6 bytes per nonzero: per output row m, its nonzeros as two
-// parallel arrays (SoA), float values and uint16 column indices k, plus a per-weights table
-// col_off[K] (int32 element offset into `in` of input row k) and int32 row starts (M + 1).
-// The kernel reads `in + col_off[col[i]]` (the table is K x 4 bytes: L1-resident) and
-// broadcasts val[i]. Hence K <= kSpmmMaxK (65536) and nnz <= 2^31 - 1 (std::invalid_argument
-// otherwise); callers keep wider layers dense. Rescaling the offsets (scaled_offsets) only
-// touches the table.
+// Storage (all ISAs alike), 6 bytes per nonzero: the nonzeros as two parallel arrays (SoA),
+// float values and uint16 column indices k, plus a per-weights table col_off[K] (int32 element
+// offset into `in` of input row k). Columns are cut into panels of panel_k (spmm_panel_k) and
+// the nonzeros stored panel by panel, row by row within a panel: int32 segment starts
+// (panels x M + 1), and per-row nonzero counts for load balance. The kernel reads
+// `in + col_off[col[i]]` (the table is K x 4 bytes: L1-resident) and broadcasts val[i]. Hence
+// K <= kSpmmMaxK (65536) and nnz <= 2^31 - 1 (std::invalid_argument otherwise); callers keep
+// wider layers dense. Rescaling the offsets (scaled_offsets) only touches the table.
+//
+// Panels: with one panel a tile's input slice (K x tile floats) is read once per nonzero from
+// wherever it fits; a wide K (a 3x3 conv's 9 x channels, a transformer's 3072) streams it from
+// L2 at a rate well below one vector load per cycle (Zen 4, one core: K = 3072 at 48 GFLOP/s
+// against 57 at 768). So a tile with several panels is computed panel by panel: the panel's
+// input rows (panel_k x tile floats, 64 KiB) packed into the per-thread buffer, every row's
+// partial sums kept in a per-thread block (M x tile floats) between panels, the epilogue
+// applied after the last. Weights for one position only (Q == 1) keep one panel.
 //
 // Driver (spmm.cc): with at least one tile per thread, each thread takes one fixed block of
 // positions (static scheduling: the same thread for the same positions layer after layer);
 // otherwise tasks of (Q block x row block), row blocks balanced by nnz (binary search on the
-// row starts), scheduled dynamically. A task walks its Q block tile by tile and, per tile,
-// sweeps its rows: the input slice of one tile (K x 64 floats) stays in L1/L2 while the
-// rows reuse it. Epilogue (bias, residual, activation) in the store; residual may be `out`
+// row counts), scheduled dynamically. A task walks its Q block tile by tile and, per tile and
+// panel, sweeps its rows: the input slice stays in L1/L2 while the rows reuse it. Epilogue (bias, residual, activation) in the store; residual may be `out`
 // itself. Small problems stay on the caller's thread.
 //
 // Alignment: the ISA kernels load whole vectors of an input row per nonzero, so a row that
@@ -56,21 +64,26 @@ inline constexpr int kSpmmMaxK = 65536;
 // pointer given to spmm_f32 (k * Q for a plain [K, Q] matrix; c * plane + r * padded_width + s
 // for a tap of a stride-1 conv over a padded plane). Offsets must be in [0, INT32_MAX], K in
 // [0, kSpmmMaxK] and nnz at most INT32_MAX (std::invalid_argument otherwise). An unsupported
-// ISA also throws std::invalid_argument.
+// ISA also throws std::invalid_argument. column_panels = false keeps one panel whatever K: for
+// weights only ever multiplied by one position (Q == 1 runs as a matrix-vector product, where
+// panels would only cut every row into short segments).
 class SparseWeights {
  public:
-  SparseWeights(const float* w, int M, int K, const int64_t* col_offsets, Isa isa);
+  SparseWeights(const float* w, int M, int K, const int64_t* col_offsets, Isa isa, bool column_panels = true);
 
   int M() const { return M_; }
   int K() const { return K_; }
   size_t nnz() const { return val_.size(); }
   Isa isa() const { return isa_; }
-  // Memory of the compressed form: 6 bytes per nonzero + 4 per column + 4 per row (+ 4), i.e.
-  // 6 nnz + 4 K + 4 (M + 1).
+  // Memory of the compressed form: 6 bytes per nonzero + 4 per column + 4 per row and panel
+  // (+ 4) + 4 per row (+ 4), i.e. 6 nnz + 4 K + 4 (panels M + 1) + 4 (M + 1).
   size_t bytes() const {
     return val_.size() * sizeof(float) + col_.size() * sizeof(uint16_t) + col_off_.size() * sizeof(int32_t) +
-           row_start_.size() * sizeof(int32_t);
+           row_start_.size() * sizeof(int32_t) + row_nnz_.size() * sizeof(int32_t);
   }
+  // Columns per panel and the number of panels (>= 1; see Panels above).
+  int panel_k() const { return panel_k_; }
+  int panels() const { return panels_; }
   // Largest col_offsets[k] (over all k, -1 when K == 0): the input must hold at least
   // max_col_offset() + Q floats.
   int64_t max_col_offset() const { return max_col_offset_; }
@@ -80,7 +93,7 @@ class SparseWeights {
   // table changes. Throws std::invalid_argument when an offset would no longer fit int32.
   SparseWeights scaled_offsets(int64_t factor) const;
 
-  const float* values() const { return val_.data(); }        // nnz values, row by row
+  const float* values() const { return val_.data(); }        // nnz values, panel by panel, row by row
   const uint16_t* cols() const { return col_.data(); }        // nnz column indices k
   const int32_t* col_off() const { return col_off_.data(); }  // K element offsets
   // s when col_off()[k] == k * s for every k (a plain [K, Q] input, a 1x1 conv's planes), else
@@ -89,7 +102,10 @@ class SparseWeights {
   int64_t col_stride() const { return col_stride_; }
   // Largest power of two <= 16 that divides every offset (16 when K == 0).
   int offset_alignment() const { return offset_align_; }
-  const int32_t* row_start() const { return row_start_.data(); }  // M + 1 values
+  // Segment (panel p, row m) of values()/cols() is [row_start()[p * M + m], row_start()[p * M + m + 1]).
+  const int32_t* row_start() const { return row_start_.data(); }  // panels x M + 1 values
+  // Nonzeros of rows [0, m) over all panels (M + 1 values): the driver's load balance.
+  const int32_t* row_nnz() const { return row_nnz_.data(); }
 
  private:
   SparseWeights() = default;
@@ -101,7 +117,9 @@ class SparseWeights {
   std::vector<int32_t> col_off_;
   int64_t col_stride_ = -1;
   int offset_align_ = 16;
+  int panel_k_ = 1, panels_ = 1;
   std::vector<int32_t> row_start_;
+  std::vector<int32_t> row_nnz_;
 };
 
 // Where the input of position q lies when the positions are not one contiguous run (the
@@ -131,11 +149,15 @@ struct SpmmArgs {
   const uint16_t* col;       // nnz column indices
   const int32_t* col_off;    // K element offsets into `in`
   int64_t col_stride;        // >= 0: col_off[k] == k * col_stride (see SparseWeights::col_stride)
-  const int32_t* row_start;  // M + 1 indices into val / col
+  const int32_t* row_start;  // panels x M + 1 segment starts into val / col
   const float* in;
   int K;        // columns (entries of col_off)
-  float* pack;  // nullptr: read `in` in place; else an aligned buffer of K x spmm_tile floats
-                // the ISA kernels pack each tile's input rows into first (see Alignment)
+  int M;        // rows of the weights (row_start's stride between panels)
+  int panel_k, panels;
+  float* pack;  // nullptr: read `in` in place; else an aligned buffer of min(K, panel_k) x
+                // spmm_tile floats the ISA kernels pack each tile's (panel's) input rows into
+                // first (see Alignment; always set when panels > 1)
+  float* acc;   // panels > 1: an aligned buffer of (m1 - m0) x spmm_tile floats (partial sums)
   SpmmInputMap map;  // map.row_len == 0: positions are contiguous in `in` (else always packed)
   float* out;
   int64_t ldo;
@@ -183,6 +205,8 @@ void spmm_kernel_avx512(const SpmmArgs& a);
 
 // Positions per main tile of a variant (64 / 32 / 64).
 int spmm_tile(Isa isa);
+// Columns per panel of a variant: panel_k x tile floats = 64 KiB (see spmm.cc).
+int spmm_panel_k(Isa isa);
 // Floats per vector of a variant (16 / 8 / 1): the input alignment its loads want.
 int spmm_vector_floats(Isa isa);
 

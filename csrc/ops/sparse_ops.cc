@@ -166,7 +166,7 @@ SparseWeights linear_weights(const float* w, int K, int N, int64_t T, Isa isa) {
   transpose_2d(w, K, N, wt.data(), nullptr);
   std::vector<int64_t> off(static_cast<size_t>(K));
   for (int k = 0; k < K; ++k) off[k] = k * T;
-  return SparseWeights(wt.data(), N, K, off.data(), isa);
+  return SparseWeights(wt.data(), N, K, off.data(), isa, /*column_panels=*/T > 1);
 }
 
 }  // namespace
@@ -181,7 +181,8 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
       subsample_(is_subsample(p)),
       Q_(int64_t(nb_) * OH_ * OW_),  // exactly the output pixels, whatever the path
       ep_{bias ? std::vector<float>(bias, bias + p.K) : std::vector<float>(), act, alpha, beta, has_residual},
-      w_(weight, p.K, p.C * p.R * p.S, tap_offsets(p, batch_major ? p.N : 1).data(), isa) {
+      w_(weight, p.K, p.C * p.R * p.S, tap_offsets(p, batch_major ? p.N : 1).data(), isa,
+         /*column_panels=*/int64_t(batch_major ? p.N : 1) * p.OH() * p.OW() > 1) {
   if (subsample_) {
     ws_in_ = size_t(p.C) * size_t(subsample_stride(p, nb_));
   } else if (!direct_) {

@@ -216,7 +216,8 @@ def test_packed_and_in_place_paths_agree(isa, Q):
 @pytest.mark.parametrize("sparsity", [0.0, 0.9, 0.999, 1.0])
 def test_one_position_matrix_vector(isa, table, sparsity):
     """Q == 1 runs as a gathered matrix-vector product: rows of every length around the 16/32
-    nonzeros per step, offsets computed (k * stride) or read from the table (reversed rows)."""
+    nonzeros per step, offsets computed (k * stride) or read from the table (reversed rows),
+    with and without column panels."""
     rng = np.random.default_rng(12)
     M, K = 67, 1500
     w = sparse_weights(rng, M, K, sparsity)
@@ -228,10 +229,48 @@ def test_one_position_matrix_vector(isa, table, sparsity):
     offs = (K - 1 - np.arange(K, dtype=np.int64)) * stride if table else np.arange(K, dtype=np.int64) * stride
     xs = x[offs]
     bias, res = rand(rng, M), rand(rng, M, 1)
-    sw = _core.SparseWeights(w, offs, isa)
-    for threads in (1, 2):
-        got = _core.spmm(sw, x, 1, bias=bias, residual=res, activation="relu", num_threads=threads)
-        assert_close(got, reference(w, xs[:, None], bias, res, "relu"), K)
+    for panels in (True, False):  # rows cut into panel segments, or whole (the ops' choice at Q == 1)
+        sw = _core.SparseWeights(w, offs, isa, column_panels=panels)
+        assert sw.panels == (-(-K // _core.spmm_panel_k(isa)) if panels else 1)
+        for threads in (1, 2):
+            got = _core.spmm(sw, x, 1, bias=bias, residual=res, activation="relu", num_threads=threads)
+            assert_close(got, reference(w, xs[:, None], bias, res, "relu"), K)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("table", [False, True])
+def test_column_panels(isa, table):
+    """K over three panels (computed panel by panel, partial sums kept between them): rows with
+    nonzeros in one panel only, none at all, or one at each panel edge; residual written in
+    place; every Q edge, one and two threads (row-split tasks), offsets computed or from the
+    table (reversed rows: a permuted, packed input)."""
+    rng = np.random.default_rng(13)
+    pk = _core.spmm_panel_k(isa)
+    M, K = 400, 2 * pk + 37  # enough work at Q = 17 for row-split tasks on two threads
+    w = sparse_weights(rng, M, K, 0.9)
+    w[0] = 0
+    for m, (k0, k1) in enumerate([(0, pk), (pk, 2 * pk), (2 * pk, K)], start=1):
+        w[m] = 0
+        w[m, k0:k1] = rand(rng, k1 - k0)  # one panel only
+    w[4] = 0
+    w[4, [0, pk - 1, pk, 2 * pk - 1, 2 * pk, K - 1]] = [1.0, -2.0, 3.0, 0.5, -1.5, 2.5]
+    tile = _core.spmm_tile(isa)
+    for Q in (2, 17, tile + 5, 3 * tile + 3):
+        x = rand(rng, K, Q)
+        offs = (K - 1 - np.arange(K, dtype=np.int64)) * Q if table else np.arange(K, dtype=np.int64) * Q
+        flat = np.empty(K * Q, np.float32)
+        flat.reshape(K, Q)[(offs // Q)] = x  # input row k at offs[k]
+        sw = _core.SparseWeights(w, offs, isa)
+        assert sw.panels == 3
+        bias = rand(rng, M)
+        results = []
+        for threads in (1, 2):
+            c = rand(rng, M, Q) if threads == 1 else start.copy()
+            start = c.copy()
+            _core.spmm(sw, flat, Q, bias=bias, residual=c, out=c, activation="relu", num_threads=threads)
+            assert_close(c, reference(w, x, bias, start, "relu"), K)
+            results.append(c)
+        np.testing.assert_array_equal(results[0], results[1])
 
 
 @pytest.mark.parametrize("isa", VARIANTS)
@@ -264,16 +303,23 @@ def test_properties_and_bytes_shrink(isa):
 
 
 @pytest.mark.parametrize("isa", VARIANTS)
+def bytes_formula(M, K, nnz, isa):
+    """6 bytes per nonzero (float value + uint16 column) + the int32 offset table (K) + int32
+    segment starts (panels x M + 1) + int32 per-row nonzero counts (M + 1)."""
+    panels = max(1, -(-K // _core.spmm_panel_k(isa)))
+    return 6 * nnz + 4 * K + 4 * (panels * M + 1) + 4 * (M + 1)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
 def test_bytes_formula(isa):
-    """6 bytes per nonzero (float value + uint16 column) + the int32 offset table (K) + int32 row
-    starts (M + 1), exactly; the same for explicit offsets and after rescaling them."""
+    """bytes_formula exactly; the same for explicit offsets and after rescaling them."""
     rng = np.random.default_rng(8)
     for M, K, sp in [(64, 256, 0.9), (7, 3, 0.0), (1, 1, 1.0), (33, 1000, 0.99), (0, 5, 0.5), (4, 0, 0.5)]:
         w = sparse_weights(rng, M, K, sp)
         nnz = int((w != 0).sum())
-        want = 6 * nnz + 4 * K + 4 * (M + 1)
+        want = bytes_formula(M, K, nnz, isa)
         sw = _core.SparseWeights(w, None, isa)
-        assert (sw.nnz, sw.bytes) == (nnz, want)
+        assert (sw.nnz, sw.bytes, sw.panels) == (nnz, want, max(1, -(-K // _core.spmm_panel_k(isa))))
         assert _core.SparseWeights(w, np.arange(K, dtype=np.int64) * 3, isa).bytes == want
 
 
@@ -289,7 +335,7 @@ def test_k_at_the_column_limit(isa):
     w[1, -2] = 3.0
     x = rand(rng, K, Q)
     sw = _core.SparseWeights(w, None, isa)
-    assert sw.bytes == 6 * sw.nnz + 4 * K + 4 * (M + 1)
+    assert sw.bytes == bytes_formula(M, K, sw.nnz, isa)
     assert_close(_core.spmm(sw, x), reference(w, x), K)
     offs = (K - 1 - np.arange(K, dtype=np.int64)) * Q  # rows read in reverse: offsets via the table
     got = _core.spmm(_core.SparseWeights(w, offs, isa), x[::-1].ravel(), Q)

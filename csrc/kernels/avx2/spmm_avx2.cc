@@ -17,13 +17,19 @@ inline __m256 load(const float* p, int v, __m256i lm) {
   return _mm256_loadu_ps(p);
 }
 
+// One output row x (8 * NV) positions over the nonzeros [col, end); sums start from `init` (a
+// previous panel's partial sums) or zero, and go to `partial` when more panels follow, else
+// through the epilogue to `o`.
 template <int NV, bool MASK, bool AFFINE>
 inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end, const int32_t* col_off,
-                     int64_t stride, const float* x, float* o, const float* r, float bias, __m256i lm,
-                     const SpmmArgs& a) {
+                     int64_t stride, const float* x, const float* init, float* partial, float* o, const float* r,
+                     float bias, __m256i lm, const SpmmArgs& a) {
   __m256 c0[NV], c1[NV];
 #pragma GCC unroll 4
-  for (int v = 0; v < NV; ++v) c0[v] = c1[v] = _mm256_setzero_ps();
+  for (int v = 0; v < NV; ++v) {
+    c0[v] = init ? _mm256_load_ps(init + 8 * v) : _mm256_setzero_ps();
+    c1[v] = _mm256_setzero_ps();
+  }
   for (; col + 1 < end; col += 2, val += 2) {
     const float* x0 = x + spmm_offset<AFFINE>(col[0], col_off, stride);
     const float* x1 = x + spmm_offset<AFFINE>(col[1], col_off, stride);
@@ -40,6 +46,11 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) c0[v] = _mm256_fmadd_ps(w0, load<NV, MASK>(x0 + 8 * v, v, lm), c0[v]);
   }
+  if (partial) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm256_store_ps(partial + 8 * v, _mm256_add_ps(c0[v], c1[v]));
+    return;
+  }
   const __m256 b = _mm256_set1_ps(bias);
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
@@ -53,21 +64,26 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
   }
 }
 
-// Rows [m0, m1) of the tile at q, reading input row k at x + offset(k) (stride or table).
+// Rows [m0, m1) of the tile at q over panel p's nonzeros, reading input row k at x +
+// offset(k) (stride or table); panels > 1: partial sums in a.acc between panels.
 template <int NV, bool MASK, bool AFFINE>
-void rows_as(const SpmmArgs& a, const float* x, int64_t stride, int64_t q, __m256i lm) {
+void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q, __m256i lm) {
+  const int32_t* rs = a.row_start + size_t(p) * a.M;
+  const bool first = p == 0, last = p + 1 == a.panels;
   for (int m = a.m0; m < a.m1; ++m) {
-    const int32_t i0 = a.row_start[m], i1 = a.row_start[m + 1];
+    const int32_t i0 = rs[m], i1 = rs[m + 1];
+    if (!first && !last && i0 == i1) continue;
+    float* acc = a.acc ? a.acc + size_t(m - a.m0) * kTile : nullptr;
     float* o = a.out + m * a.ldo + q;
     const float* r = a.residual ? a.residual + m * a.ldo + q : nullptr;
-    row_tile<NV, MASK, AFFINE>(a.val + i0, a.col + i0, a.col + i1, a.col_off, stride, x, o, r,
-                               a.bias ? a.bias[m] : 0.f, lm, a);
+    row_tile<NV, MASK, AFFINE>(a.val + i0, a.col + i0, a.col + i1, a.col_off, stride, x, first ? nullptr : acc,
+                               last ? nullptr : acc, o, r, a.bias ? a.bias[m] : 0.f, lm, a);
   }
 }
 
 // Mapped input: each vector of the tile assembled from masked loads, one per contiguous run of
 // input it spans (a run lane j reads off + j); lanes past the tile stay zero.
-void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
+void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w, int k0, int k1) {
   struct Piece {
     int v;
     __m256i lanes;
@@ -81,9 +97,9 @@ void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
                                               _mm256_cmpgt_epi32(_mm256_set1_epi32(l1), idx));
     pieces[n++] = {v, lanes, off};
   });
-  for (int k = 0; k < a.K; ++k) {
+  for (int k = k0; k < k1; ++k) {
     const float* src = a.in + a.col_off[k];
-    float* dst = a.pack + int64_t(k) * kTile;
+    float* dst = a.pack + int64_t(k - k0) * kTile;
     __m256 vec = _mm256_setzero_ps();
     int cur = pieces[0].v;
     for (int i = 0; i < n; ++i) {
@@ -99,15 +115,15 @@ void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w) {
   }
 }
 
-// The tile's K input rows (the last vector masked: zeros past the edge) into a.pack, row
+// The tile's input rows [k0, k1) (the last vector masked: zeros past the edge) into a.pack, row
 // stride kTile, every row on a vector boundary (mapped inputs: pack_tile_mapped).
 template <int NV, bool MASK>
-void pack_tile(const SpmmArgs& a, int64_t q, __m256i lm) {
-  if (a.map.row_len) return pack_tile_mapped(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile));
+void pack_tile(const SpmmArgs& a, int64_t q, __m256i lm, int k0, int k1) {
+  if (a.map.row_len) return pack_tile_mapped(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile), k0, k1);
   const float* x = a.in + q;
-  for (int k = 0; k < a.K; ++k) {
+  for (int k = k0; k < k1; ++k) {
     const float* src = x + a.col_off[k];
-    float* dst = a.pack + int64_t(k) * kTile;
+    float* dst = a.pack + int64_t(k - k0) * kTile;
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) _mm256_store_ps(dst + 8 * v, load<NV, MASK>(src + 8 * v, v, lm));
   }
@@ -116,11 +132,16 @@ void pack_tile(const SpmmArgs& a, int64_t q, __m256i lm) {
 template <int NV, bool MASK>
 void rows(const SpmmArgs& a, int64_t q, __m256i lm) {
   if (a.pack) {
-    pack_tile<NV, MASK>(a, q, lm);
-    return rows_as<NV, MASK, true>(a, a.pack, kTile, q, lm);
+    for (int p = 0; p < a.panels; ++p) {
+      const int k0 = p * a.panel_k, k1 = k0 + a.panel_k < a.K ? k0 + a.panel_k : a.K;
+      pack_tile<NV, MASK>(a, q, lm, k0, k1);
+      // packed row k sits at pack + (k - k0) * kTile
+      rows_as<NV, MASK, true>(a, p, a.pack - int64_t(k0) * kTile, kTile, q, lm);
+    }
+    return;
   }
-  if (a.col_stride >= 0) return rows_as<NV, MASK, true>(a, a.in + q, a.col_stride, q, lm);
-  rows_as<NV, MASK, false>(a, a.in + q, -1, q, lm);
+  if (a.col_stride >= 0) return rows_as<NV, MASK, true>(a, 0, a.in + q, a.col_stride, q, lm);
+  rows_as<NV, MASK, false>(a, 0, a.in + q, -1, q, lm);
 }
 
 // One position (a matrix-vector product: a linear layer on one token): 8 nonzeros per step,
@@ -130,23 +151,26 @@ void spmv(const SpmmArgs& a) {
   const float* x = a.in + spmm_source(a, a.q0);
   const __m256i stride = _mm256_set1_epi32(static_cast<int32_t>(AFFINE ? a.col_stride : 0));
   for (int m = a.m0; m < a.m1; ++m) {
-    int32_t i = a.row_start[m];
-    const int32_t end = a.row_start[m + 1];
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; i + 16 <= end; i += 16) {
-      const __m256i c0 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.col + i)));
-      const __m256i c1 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.col + i + 8)));
-      const __m256i o0 = AFFINE ? _mm256_mullo_epi32(c0, stride) : _mm256_i32gather_epi32(a.col_off, c0, 4);
-      const __m256i o1 = AFFINE ? _mm256_mullo_epi32(c1, stride) : _mm256_i32gather_epi32(a.col_off, c1, 4);
-      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.val + i), _mm256_i32gather_ps(x, o0, 4), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.val + i + 8), _mm256_i32gather_ps(x, o1, 4), acc1);
+    float s = 0.f;
+    for (int p = 0; p < a.panels; ++p) {
+      int32_t i = a.row_start[size_t(p) * a.M + m];
+      const int32_t end = a.row_start[size_t(p) * a.M + m + 1];
+      for (; i + 16 <= end; i += 16) {
+        const __m256i c0 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.col + i)));
+        const __m256i c1 = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.col + i + 8)));
+        const __m256i o0 = AFFINE ? _mm256_mullo_epi32(c0, stride) : _mm256_i32gather_epi32(a.col_off, c0, 4);
+        const __m256i o1 = AFFINE ? _mm256_mullo_epi32(c1, stride) : _mm256_i32gather_epi32(a.col_off, c1, 4);
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a.val + i), _mm256_i32gather_ps(x, o0, 4), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a.val + i + 8), _mm256_i32gather_ps(x, o1, 4), acc1);
+      }
+      for (; i < end; ++i) s += a.val[i] * x[spmm_offset<AFFINE>(a.col[i], a.col_off, a.col_stride)];
     }
     const __m256 acc = _mm256_add_ps(acc0, acc1);
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
-    for (; i < end; ++i) s += a.val[i] * x[spmm_offset<AFFINE>(a.col[i], a.col_off, a.col_stride)];
+    s += _mm_cvtss_f32(h);
     s += a.bias ? a.bias[m] : 0.f;
     if (a.residual) s += a.residual[m * a.ldo + a.q0];
     a.out[m * a.ldo + a.q0] = apply_activation(s, a.act, a.alpha, a.beta);
