@@ -166,10 +166,13 @@ void bind_kernel_ops(nb::module_& m) {
 
   nb::class_<SparseLinearOp, Op>(m, "SparseLinearOp",
                                  "y[T, N] = act(x[T, K] @ W[K, N] + bias + residual) with W compressed "
-                                 "(spmm over x transposed to [K, T]); workspace_floats of scratch.")
+                                 "(spmm over x transposed to [K, T]); workspace_floats of scratch. "
+                                 "x_feature_major / y_feature_major: x given as [K, T] / y (and the "
+                                 "residual) as [N, T].")
       .def("__init__",
            [](SparseLinearOp* self, int64_t T, CArray w, std::optional<CArray> bias, const std::string& act,
-              float alpha, float beta, const std::string& isa, bool has_residual) {
+              float alpha, float beta, const std::string& isa, bool has_residual, bool x_feature_major,
+              bool y_feature_major) {
              if (w.ndim() != 2)
                throw std::invalid_argument("SparseLinearOp: weight must be 2-D [K, N], got " +
                                            std::to_string(w.ndim()) + "-D");
@@ -178,10 +181,11 @@ void bind_kernel_ops(nb::module_& m) {
                throw std::invalid_argument("SparseLinearOp: bias needs N=" + std::to_string(N) + " values, got " +
                                            std::to_string(bias->size()));
              new (self) SparseLinearOp(T, w.data(), K, N, bias ? bias->data() : nullptr, activation_from_name(act),
-                                       alpha, beta, parse_isa(isa), has_residual);
+                                       alpha, beta, parse_isa(isa), has_residual, x_feature_major, y_feature_major);
            },
            nb::arg("tokens"), nb::arg("weight"), nb::arg("bias").none(), nb::arg("activation"), nb::arg("alpha"),
-           nb::arg("beta"), nb::arg("isa"), nb::arg("has_residual"))
+           nb::arg("beta"), nb::arg("isa"), nb::arg("has_residual"), nb::arg("x_feature_major") = false,
+           nb::arg("y_feature_major") = false)
       .def_prop_ro("workspace_floats", &SparseLinearOp::workspace_floats)
       .def_prop_ro("nnz", &SparseLinearOp::nnz);
 }

@@ -239,10 +239,13 @@ void SparseConvOp::subsample(const float* x, float* ws, ThreadPool* pool) const 
 }
 
 SparseLinearOp::SparseLinearOp(int64_t T, const float* weight, int K, int N, const float* bias, Activation act,
-                               float alpha, float beta, Isa isa, bool has_residual)
+                               float alpha, float beta, Isa isa, bool has_residual, bool x_feature_major,
+                               bool y_feature_major)
     : T_(T),
       K_(K),
       N_(N),
+      x_fm_(x_feature_major),
+      y_fm_(y_feature_major),
       ep_{bias ? std::vector<float>(bias, bias + std::max(N, 0)) : std::vector<float>(), act, alpha, beta,
           has_residual},
       w_(linear_weights(weight, K, N, T, isa)),
@@ -254,10 +257,19 @@ void SparseLinearOp::run(const float* const* in, float* const* out, ThreadPool* 
     spmm_f32(w_, in[0], 1, out[0], 1, ep_.with(res), pool);
     return;
   }
+  float* ws = workspace_floats() ? out[1] : nullptr;
+  const float* xt = in[0];
+  if (!x_fm_) {
+    transpose_2d(in[0], T_, K_, ws, pool);
+    xt = ws;
+    ws += size_t(K_) * size_t(T_);
+  }
+  if (y_fm_) {  // act(acc + bias + residual) in the spmm's store
+    spmm_f32(w_, xt, T_, out[0], T_, ep_.with(res), pool);
+    return;
+  }
   Epilogue ep = ep_.with(nullptr);
-  float* xt = out[1];
-  float* yt = xt + size_t(K_) * size_t(T_);
-  transpose_2d(in[0], T_, K_, xt, pool);
+  float* yt = ws;
   if (res) ep.act = Activation::kNone;  // act(acc + bias + residual): after the residual
   spmm_f32(w_, xt, T_, yt, T_, ep, pool);
   if (res)

@@ -73,22 +73,28 @@ class SparseConvOp : public Op {
 // bias per row n) times it into a second workspace [N x T], and that is transposed into y,
 // applying the residual and then the activation on the way (without a residual the activation
 // is applied by the spmm epilogue). T == 1 needs no transposes: x and y are used in place.
+// Feature-major x ([K x T]: x_feature_major) or y ([N x T], and the residual with it:
+// y_feature_major) skip their transpose: consecutive sparse linear layers (a transformer's
+// feed-forward up and down projections) pass the intermediate feature-major.
 // inputs: x, [residual (like y)]; outputs: y, [workspace of workspace_floats()].
 class SparseLinearOp : public Op {
  public:
   // weight: K x N row-major (the dense GemmOp's layout). Throws std::invalid_argument when a
   // size is < 1, K > kSpmmMaxK or (K - 1) x T does not fit the kernel's int32 offsets.
   SparseLinearOp(int64_t T, const float* weight, int K, int N, const float* bias, Activation act, float alpha,
-                 float beta, Isa isa, bool has_residual);
+                 float beta, Isa isa, bool has_residual, bool x_feature_major = false, bool y_feature_major = false);
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
   const char* kernel_name() const override { return name_.c_str(); }
   size_t weight_bytes() const override { return w_.bytes() + ep_.bias.size() * sizeof(float); }
-  size_t workspace_floats() const { return T_ == 1 ? 0 : size_t(T_) * (size_t(K_) + size_t(N_)); }
+  size_t workspace_floats() const {
+    return T_ == 1 ? 0 : size_t(T_) * ((x_fm_ ? 0 : size_t(K_)) + (y_fm_ ? 0 : size_t(N_)));
+  }
   size_t nnz() const { return w_.nnz(); }
 
  private:
   int64_t T_;
   int K_, N_;
+  bool x_fm_, y_fm_;
   SparseEpilogue ep_;
   SparseWeights w_;
   std::string name_;

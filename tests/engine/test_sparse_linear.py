@@ -69,6 +69,29 @@ def test_op_matches_numpy(isa, case, residual, act):
     assert op.kernel_name == f"spmm_linear_{isa}" and op.nnz == np.count_nonzero(w)
 
 
+@pytest.mark.parametrize("isa", ISA_ORDER)
+@pytest.mark.parametrize("x_fm,y_fm", [(True, False), (False, True), (True, True)])
+def test_op_feature_major_sides(isa, x_fm, y_fm):
+    """x given feature-major ([K, T]) and/or y with its residual ([N, T]): that side's transpose
+    (and its workspace) is skipped, the result is the same."""
+    if not supported(isa):
+        pytest.skip(f"{isa} not supported by this CPU")
+    rng = np.random.default_rng(21)
+    T, K, N = 150, 300, 70  # K over two column panels, T over several tiles
+    w = pruned(rng, (K, N), 0.9)
+    x = rng.standard_normal((T, K)).astype(np.float32)
+    b = rng.standard_normal(N).astype(np.float32)
+    r = rng.standard_normal((T, N)).astype(np.float32)
+    op = _core.SparseLinearOp(T, w, b, "gelu", 0.0, 0.0, isa, True, x_fm, y_fm)
+    assert op.workspace_floats == T * ((0 if x_fm else K) + (0 if y_fm else N))
+    ins = [np.ascontiguousarray(x.T) if x_fm else x, np.ascontiguousarray(r.T) if y_fm else r]
+    outs = [((N, T) if y_fm else (T, N), np.float32)]
+    if op.workspace_floats:
+        outs.append(((op.workspace_floats,), np.float32))
+    y = run_op(op, ins, outs, num_threads=2)[0]
+    np.testing.assert_allclose(y.T if y_fm else y, reference(x, w, b, r, "gelu"), **TOL)
+
+
 def test_op_bert_shape_threads_agree():
     """2 x 128 tokens x 768 -> 768 at 90% (BERT-base's attention projections): the parallel
     transposes and spmm give the same result on one and two threads, and equal NumPy."""
@@ -205,6 +228,66 @@ def test_single_nonzero_weight(monkeypatch):
     model.graph.initializer[0].CopyFrom(onnx.numpy_helper.from_array(w, "W"))
     b = onnx.numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "B"))
     check_forced_sparse(model, feeds, reference(feeds["x"], w, b), batch_size=3)
+
+
+def ffn_model(rng, x_shape, hidden, sparsities):
+    """A transformer feed-forward block: GELU(x W1 + B1) W2 + B2 + x, weights pruned to
+    ``sparsities``; the model, its feeds and the NumPy reference."""
+    k = x_shape[-1]
+    w1 = pruned(rng, (k, hidden), sparsities[0]) * np.float32(1 / np.sqrt(k))
+    w2 = pruned(rng, (hidden, k), sparsities[1]) * np.float32(1 / np.sqrt(hidden))
+    b1, b2 = (rng.standard_normal(n).astype(np.float32) for n in (hidden, k))
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h0"]), helper.make_node("Add", ["h0", "B1"], ["h1"]),
+             *_gelu_nodes("h1", "h", "erf"),
+             helper.make_node("MatMul", ["h", "W2"], ["y0"]), helper.make_node("Add", ["y0", "B2"], ["y1"]),
+             helper.make_node("Add", ["y1", "x"], ["y"])]
+    inits = {"W1": w1, "B1": b1, "W2": w2, "B2": b2, **GELU_CONSTS}
+    model = make_model(nodes, [f32("x", list(x_shape))], [f32("y", list(x_shape))], inits)
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    want = reference(reference(feeds["x"], w1, b1, None, "gelu"), w2, b2, feeds["x"])
+    return model, feeds, want
+
+
+def _kernels(engine, feeds):
+    return [r["kernel"] for r in engine._default.profile(list(feeds.values()), repeats=1)]
+
+
+def test_feature_major_between_sparse_linear_layers(monkeypatch):
+    """The feed-forward intermediate passes feature-major from the sparse up projection to the
+    sparse down projection: no transpose op anywhere, and the result of ONNX Runtime."""
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
+    rng = np.random.default_rng(22)
+    model, feeds, want = ffn_model(rng, (1, 80, 48), 200, (0.9, 0.9))
+    engine = sparseinfer.compile_model(model, batch_size=1)
+    assert [r.kernels[0].split("_")[0] for r in gemm_reports(engine)] == ["spmm", "spmm"]
+    assert not [k for k in _kernels(engine, feeds) if "transpose" in k]
+    ops = [st.op for seg in engine._default.segments for st in getattr(seg, "steps", [])
+           if isinstance(st.op, _core.SparseLinearOp)]
+    # Workspace only for the transposes left: the up projection's x in, the down one's y out
+    # (not the 200-wide intermediate on either side).
+    assert [op.workspace_floats for op in ops] == [80 * 48, 80 * 48]
+    got = engine(**feeds)[0]
+    np.testing.assert_allclose(got, want, **TOL)
+    np.testing.assert_allclose(got, ort_run(model, feeds)[0], **TOL)
+
+
+def test_feature_major_value_read_by_a_dense_layer(monkeypatch):
+    """A sparse layer writes feature-major for a linear reader that then runs dense (its weights
+    are not sparse): one transpose back to row-major before it, and still the right result."""
+    from sparseinfer.compiler import kernel_choice
+
+    def by_sparsity(report, w, candidates, num_threads, unfit=None):
+        sparse = kernel_choice.weight_sparsity(w) >= 0.5 and unfit is None
+        report.update({"mode": "test", "chosen": "sparse" if sparse else "dense"})
+        return sparse
+
+    monkeypatch.setattr(kernel_choice, "decide", by_sparsity)
+    rng = np.random.default_rng(23)
+    model, feeds, want = ffn_model(rng, (1, 33, 40), 100, (0.9, 0.0))
+    engine = sparseinfer.compile_model(model, batch_size=1)
+    assert [r.choice["chosen"] for r in gemm_reports(engine)] == ["sparse", "dense"]
+    assert [k for k in _kernels(engine, feeds) if "transpose" in k] == ["transpose"]
+    np.testing.assert_allclose(engine(**feeds)[0], want, **TOL)
 
 
 def test_weight_bytes_shrink_and_dense_forcing(monkeypatch):

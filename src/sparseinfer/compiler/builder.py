@@ -44,6 +44,7 @@ class Phys:
 
     name: str
     layout: str            # "plain" | "nchwc" | "cnhw" (channel-major: C x N x spatial, for sparse convs)
+                           # | "fmajor" (feature-major: [..., N] as N x the leading dims, between sparse linear layers)
     shape: tuple[int, ...]  # logical shape
     size: int              # 4-byte words
     root: str = ""          # the buffer this one aliases ("" = itself)
@@ -127,7 +128,7 @@ class PlanBuilder:
             if layout in have:
                 return have[layout]
         target = layouts[0]
-        if "plain" not in have and target != "plain":  # nchwc <-> cnhw go through plain
+        if "plain" not in have and target != "plain":  # nchwc <-> cnhw (<-> fmajor) go through plain
             self.read(name, ("plain",))
             have = self.views[name]
         src = have["plain"] if "plain" in have else next(iter(have.values()))
@@ -184,6 +185,9 @@ class PlanBuilder:
 
     def _reorder_op(self, src: Phys, target: str):
         shape = src.shape
+        if target == "fmajor" or src.layout == "fmajor":  # plain <-> fmajor: a 2-D transpose
+            rows, cols = int(np.prod(shape[:-1])), int(shape[-1])
+            return _core.TransposeOp([rows, cols] if target == "fmajor" else [cols, rows], [1, 0])
         n, c, hw = shape[0], shape[1], int(np.prod(shape[2:]))
         if target == "cnhw" or src.layout == "cnhw":  # plain <-> cnhw: swap the two outer axes
             outer = (n, c) if target == "cnhw" else (c, n)

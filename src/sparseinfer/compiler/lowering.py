@@ -683,25 +683,43 @@ class FusedGemmLowering(Lowering):
         bias = np.ascontiguousarray(g.constants[b_name], np.float32) if b_name else None
         m = int(np.prod(g.shapes[x_name][:-1]))
         act = (node.attr("activation", "none"), float(node.attr("alpha", 0.0)), float(node.attr("beta", 0.0)))
-        op = self._choose(b, node, m, w, bias, act, bool(r_name))
-        ins = [b.read(x_name)] + ([b.read(r_name)] if r_name else [])
-        outs = [b.write(node.outputs[0], layout="plain")]
+        # Feature-major ("fmajor": [N, tokens]) between sparse linear layers saves the sparse op
+        # a transpose on each side: its input when the producer left it so, its output when
+        # only linear layers read it (a dense one that reads it gets a reorder).
+        x_fm = m > 1 and b.has(x_name, "fmajor")
+        y_fm = m > 1 and not r_name and self._only_linear_layers_read(g, node.outputs[0])
+        op = self._choose(b, node, m, w, bias, act, bool(r_name), x_fm, y_fm)
+        sparse = isinstance(op, _core.SparseLinearOp)
+        ins = [b.read(x_name, ("fmajor",) if sparse and x_fm else ("plain",))] + ([b.read(r_name)] if r_name else [])
+        outs = [b.write(node.outputs[0], layout="fmajor" if sparse and y_fm else "plain")]
         if getattr(op, "workspace_floats", 0):
             outs.append(b.workspace(node, int(op.workspace_floats)))
         b.add(op, ins, outs, node)
 
+    def _only_linear_layers_read(self, g, value: str) -> bool:
+        """Whether ``value`` is read only as the input x of linear layers this lowering takes
+        (and is no graph output)."""
+        readers = g.consumers().get(value, [])
+        return bool(readers) and value not in g.outputs and all(
+            n.op == "FusedGemm" and n.inputs[0] == value and value not in n.inputs[1:] and self.supports(n, g)
+            for n in readers)
+
     @staticmethod
-    def _choose(b, node, m: int, w: np.ndarray, bias, act, residual: bool):
+    def _choose(b, node, m: int, w: np.ndarray, bias, act, residual: bool, x_fm: bool = False, y_fm: bool = False):
         """The GemmOp or the SparseLinearOp for this layer (kernel_choice.decide; the decision
-        goes to b.choices). Each op is built at most once."""
+        goes to b.choices). Each op is built at most once. x_fm: x exists feature-major (the
+        sparse op reads it so, the dense one after a reorder); y_fm: the sparse op writes y so."""
         isa = _core.active_isa()
         dense = functools.cache(lambda: _core.GemmOp(m, w, bias, *act, isa, residual))
-        sparse = functools.cache(lambda: _core.SparseLinearOp(m, w, bias, *act, isa, residual))
+        sparse = functools.cache(lambda: _core.SparseLinearOp(m, w, bias, *act, isa, residual, x_fm, y_fm))
         k, n = w.shape
         sizes = [m * k] + ([m * n] if residual else [])
+        x_name = node.inputs[0]
 
         def candidates():
-            return [kernel_choice.Candidate("dense", dense(), sizes, m * n),
+            steps = b.reorder_ops(x_name, "plain") if x_fm and not b.has(x_name, "plain") else []
+            return [kernel_choice.Candidate("dense", dense(), sizes, m * n, 0, [op_ for op_, _, _ in steps],
+                                            [(i, o) for _, i, o in steps]),
                     kernel_choice.Candidate("sparse", sparse(), sizes, m * n, int(sparse().workspace_floats))]
 
         report = b.choices[node.name] = {}
