@@ -29,3 +29,14 @@ def test_forcing_an_isa_by_env_var():
 def test_unknown_isa_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown ISA 'sse9'"):
         _core.set_active_isa("sse9")
+
+
+def test_cross_core_round_trip_probe():
+    """A cache line's round trip between the first two CPUs of the affinity mask: a plausible
+    positive time with two or more CPUs, -1 with one (and for no round trips)."""
+    v = _core.cross_core_round_trip_ns(2000)
+    if len(os.sched_getaffinity(0)) > 1:
+        assert 1 < v < 1e6
+    else:
+        assert v == -1
+    assert _core.cross_core_round_trip_ns(0) == -1

@@ -29,6 +29,14 @@ void bind_runtime(nb::module_& m) {
   m.def("set_active_isa", [](const std::string& name) { set_active_isa(parse_isa(name)); },
         "Force kernels to one ISA (avx512, avx2, portable); errors if the CPU lacks it.");
   m.def("physical_core_count", &physical_core_count);
+  m.def("cross_core_round_trip_ns",
+        [](int round_trips) {
+          nb::gil_scoped_release release;
+          return cross_core_round_trip_ns(round_trips);
+        },
+        nb::arg("round_trips") = 20000,
+        "Median ns for a cache line to go from the first CPU of the affinity mask to the second and "
+        "back (-1 with fewer than two CPUs): the machine state a benchmark round ran in.");
 }
 
 }  // namespace si

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -64,6 +65,46 @@ int physical_core_count() {
     cores.insert({p, k});
   }
   return static_cast<int>(cores.size());
+}
+
+double cross_core_round_trip_ns(int round_trips) {
+  const std::vector<int> cpus = allowed_cpus();
+  if (cpus.size() < 2 || round_trips < 1) return -1.0;
+  constexpr int kBatch = 500;
+  const int batches = std::max(1, round_trips / kBatch);
+  // 0: the initiator's turn, 1: the responder's, 2: stop. Batches stop after ~50 ms in all (a
+  // CPU shared with other work makes each exchange wait for a time slice).
+  alignas(64) std::atomic<int> ball{0};
+  std::vector<double> per_trip;
+  std::thread responder([&] {
+    pin_to(cpus[1]);
+    for (;;) {
+      int v;
+      while ((v = ball.load(std::memory_order_acquire)) == 0) {
+      }
+      if (v == 2) return;
+      ball.store(0, std::memory_order_release);
+    }
+  });
+  std::thread initiator([&] {
+    pin_to(cpus[0]);
+    const auto start = std::chrono::steady_clock::now();
+    for (int b = 0; b < batches && std::chrono::steady_clock::now() - start < std::chrono::milliseconds(50); ++b) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < kBatch; ++i) {
+        ball.store(1, std::memory_order_release);
+        while (ball.load(std::memory_order_acquire) != 0) {
+        }
+      }
+      per_trip.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count() /
+                         kBatch);
+    }
+    ball.store(2, std::memory_order_release);
+  });
+  initiator.join();
+  responder.join();
+  std::sort(per_trip.begin(), per_trip.end());
+  return per_trip[per_trip.size() / 2];
 }
 
 ThreadPool::ThreadPool(int num_threads, bool pin) : num_threads_(num_threads < 1 ? 1 : num_threads) {

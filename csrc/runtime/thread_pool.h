@@ -72,4 +72,11 @@ std::shared_ptr<ThreadPool> shared_thread_pool(int num_threads, bool pin);
 // Number of physical cores available to this process (affinity mask, SMT siblings counted once).
 int physical_core_count();
 
+// Median nanoseconds for a cache line to travel from the first CPU of this process's affinity
+// mask to the second and back (two threads pinned there, `round_trips` exchanges in batches),
+// or -1 with fewer than two CPUs. A machine-state probe for benchmarks: on a 2-vCPU VM it reads
+// ~60 ns while the vCPUs share a core complex and ~330 ns while the host places them apart, when
+// our 2-thread runs slow down (the bimodal timings in the README).
+double cross_core_round_trip_ns(int round_trips = 20000);
+
 }  // namespace si

@@ -116,6 +116,12 @@ def test_sync_and_async_plausible(engine):
     assert sync.iterations >= 6 and sync.items_per_s == pytest.approx(4 / (sync.mean_ms / 1e3))
     assert sync.p99_ms >= sync.median_ms > 0 and 0 <= sync.cpu_percent <= 100 * 2 * 1.05
     assert sync.peak_rss_mib > 10 and len(sync.round_medians_ms) == 2
+    # The machine state before each round: a cross-core round trip on two cores (-1 with one CPU).
+    assert len(sync.round_cross_core_ns) == 2
+    assert all(x > 0 if len(os.sched_getaffinity(0)) > 1 else x == -1 for x in sync.round_cross_core_ns)
+    one = measure_sync({engine: LocalEngine(engine, model, feeds, 4, 1)}, 4, 1, warmup_s=0.05, time_s=0.1,
+                       rounds=2)[engine]
+    assert one.round_cross_core_ns == []  # one core: nothing crosses
     local = LocalEngine(engine, model, feeds, 4, 2, streams=2)
     assert len(local.runners) == 2
     asy = local.run_async(warmup_s=0.05, time_s=0.3)

@@ -116,5 +116,9 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_table(doc["rows"]))
     print("\nround medians (ms), to see drift: " + "; ".join(
         f"{r['engine']} " + " ".join(f"{m:.3f}" for m in r["round_medians_ms"]) for r in doc["rows"]))
+    if any(r.get("round_cross_core_ns") for r in doc["rows"]):
+        print("cross-core round trip before each round (ns; a rise of several times marks the host placing "
+              "the cores apart): " + "; ".join(f"{r['engine']} " + " ".join(f"{x:.0f}" for x in r["round_cross_core_ns"])
+                                               for r in doc["rows"] if r.get("round_cross_core_ns")))
     print("reports: " + ", ".join(paths.values()))
     return EXIT_SKIPPED if skipped else 0

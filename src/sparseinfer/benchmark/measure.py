@@ -110,6 +110,10 @@ class BenchmarkResult:
     cpu_percent: float
     peak_rss_mib: float
     round_medians_ms: list[float] = field(default_factory=list)
+    # Per round, the machine's cross-core round trip just before this engine's slice
+    # (cross_core_round_trip_ns; empty on one core): on a VM whose host sometimes places the
+    # vCPUs far apart (~5x the usual), rounds taken in such periods can be told apart.
+    round_cross_core_ns: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -117,7 +121,7 @@ class BenchmarkResult:
 
 def summarize(engine: str, scenario: str, batch_size: int, num_streams: int, num_cores: int,
               latencies_s: Sequence[float], wall_s: float, cpu_s: float, peak_mib: float | None = None,
-              round_medians_ms: Sequence[float] = ()) -> BenchmarkResult:
+              round_medians_ms: Sequence[float] = (), round_cross_core_ns: Sequence[float] = ()) -> BenchmarkResult:
     """Builds the result from raw per-request latencies (seconds), the timed window's wall time
     and the CPU seconds spent in it."""
     if len(latencies_s) == 0:
@@ -134,7 +138,7 @@ def summarize(engine: str, scenario: str, batch_size: int, num_streams: int, num
                            float(np.percentile(a, 99)), float(a.min()), float(a.max()), float(ips),
                            float(100.0 * cpu_s / wall_s) if wall_s > 0 else 0.0,
                            float(peak_mib if peak_mib is not None else peak_rss_mib()),
-                           [float(m) for m in round_medians_ms])
+                           [float(m) for m in round_medians_ms], [float(x) for x in round_cross_core_ns])
 
 
 class Progress:
@@ -213,6 +217,7 @@ def measure_sync(engines: Mapping[str, Timed], batch_size: int, num_cores: int, 
             progress.advance(warmup_s)
     lat: dict[str, list[float]] = {n: [] for n in names}
     med: dict[str, list[float]] = {n: [] for n in names}
+    xcore: dict[str, list[float]] = {n: [] for n in names}
     wall = dict.fromkeys(names, 0.0)
     cpu = dict.fromkeys(names, 0.0)
     peak = dict.fromkeys(names, 0.0)
@@ -221,6 +226,8 @@ def measure_sync(engines: Mapping[str, Timed], batch_size: int, num_cores: int, 
         for name in (names if r % 2 == 0 else list(reversed(names))):
             if progress:
                 progress.set_description(f"round {r + 1}/{rounds} {name}")
+            if num_cores > 1:
+                xcore[name].append(cross_core_round_trip_ns())
             s = engines[name].time_slice(slice_s, min_iters_per_round)
             if progress:
                 progress.advance(slice_s)
@@ -229,8 +236,15 @@ def measure_sync(engines: Mapping[str, Timed], batch_size: int, num_cores: int, 
             wall[name] += s.wall_s
             cpu[name] += s.cpu_s
             peak[name] = max(peak[name], s.peak_rss_mib)
-    return {n: summarize(n, "sync", batch_size, 1, num_cores, lat[n], wall[n], cpu[n], peak[n], med[n])
+    return {n: summarize(n, "sync", batch_size, 1, num_cores, lat[n], wall[n], cpu[n], peak[n], med[n], xcore[n])
             for n in names}
+
+
+def cross_core_round_trip_ns() -> float:
+    """The machine's cross-core cache-line round trip now (ns; see BenchmarkResult), rounded."""
+    from sparseinfer import _core
+
+    return round(float(_core.cross_core_round_trip_ns()), 1)
 
 
 def measure_async(engine: str, runners: Sequence[RunFn], feeds: dict, batch_size: int, num_cores: int,
