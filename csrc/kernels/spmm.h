@@ -199,6 +199,25 @@ inline void spmm_tile_pieces(const SpmmArgs& a, int64_t q, int w, const F& f) {
   }
 }
 
+// The rows of the tile at q, as every ISA kernel sweeps them: packed, panel by panel (pack(k0,
+// k1) packs input rows [k0, k1) into a.pack at row stride TILE, then rows(p, x, TILE) with x
+// such that x + k * TILE is packed row k); in place, rows(0, in + q, col_stride) with computed
+// offsets or table(in + q) with the offset table.
+template <int TILE, class Pack, class Rows, class Table>
+inline void spmm_tile_rows(const SpmmArgs& a, int64_t q, const Pack& pack, const Rows& rows, const Table& table) {
+  if (a.pack) {
+    for (int p = 0; p < a.panels; ++p) {
+      const int k0 = p * a.panel_k, k1 = k0 + a.panel_k < a.K ? k0 + a.panel_k : a.K;
+      pack(k0, k1);
+      rows(p, a.pack - int64_t(k0) * TILE, int64_t(TILE));
+    }
+  } else if (a.col_stride >= 0) {
+    rows(0, a.in + q, a.col_stride);
+  } else {
+    table(a.in + q);
+  }
+}
+
 void spmm_kernel_portable(const SpmmArgs& a);
 void spmm_kernel_avx2(const SpmmArgs& a);
 void spmm_kernel_avx512(const SpmmArgs& a);

@@ -132,17 +132,10 @@ void pack_tile(const SpmmArgs& a, int64_t q, __mmask16 lm, int k0, int k1) {
 
 template <int NV, bool MASK>
 void rows(const SpmmArgs& a, int64_t q, __mmask16 lm) {
-  if (a.pack) {
-    for (int p = 0; p < a.panels; ++p) {
-      const int k0 = p * a.panel_k, k1 = k0 + a.panel_k < a.K ? k0 + a.panel_k : a.K;
-      pack_tile<NV, MASK>(a, q, lm, k0, k1);
-      // packed row k sits at pack + (k - k0) * kTile
-      rows_as<NV, MASK, true>(a, p, a.pack - int64_t(k0) * kTile, kTile, q, lm);
-    }
-    return;
-  }
-  if (a.col_stride >= 0) return rows_as<NV, MASK, true>(a, 0, a.in + q, a.col_stride, q, lm);
-  rows_as<NV, MASK, false>(a, 0, a.in + q, -1, q, lm);
+  spmm_tile_rows<kTile>(
+      a, q, [&](int k0, int k1) { pack_tile<NV, MASK>(a, q, lm, k0, k1); },
+      [&](int p, const float* x, int64_t stride) { rows_as<NV, MASK, true>(a, p, x, stride, q, lm); },
+      [&](const float* x) { rows_as<NV, MASK, false>(a, 0, x, -1, q, lm); });
 }
 
 // One position (a matrix-vector product: a linear layer on one token): 16 nonzeros per step,
