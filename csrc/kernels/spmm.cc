@@ -103,6 +103,7 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
   panel_k_ = std::max(1, column_panels ? std::min(K, spmm_panel_k(isa)) : K);
   panels_ = K > 0 ? (K + panel_k_ - 1) / panel_k_ : 1;
   row_start_.resize(static_cast<size_t>(panels_) * M + 1);
+  row_nnz_.assign(static_cast<size_t>(M) + 1, 0);
   for (int p = 0; p < panels_; ++p) {
     const int k0 = p * panel_k_, k1 = std::min(K, k0 + panel_k_);
     for (int m = 0; m < M; ++m) {
@@ -112,14 +113,12 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
         if (row[k] != 0.f) {
           val_.push_back(row[k]);
           col_.push_back(static_cast<uint16_t>(k));
+          ++row_nnz_[m + 1];
         }
     }
   }
   row_start_.back() = static_cast<int32_t>(val_.size());
-  row_nnz_.assign(static_cast<size_t>(M) + 1, 0);
-  for (int p = 0; p < panels_; ++p)
-    for (int m = 0; m < M; ++m) row_nnz_[m + 1] += row_start_[size_t(p) * M + m + 1] - row_start_[size_t(p) * M + m];
-  for (int m = 0; m < M; ++m) row_nnz_[m + 1] += row_nnz_[m];
+  for (int m = 0; m < M; ++m) row_nnz_[m + 1] += row_nnz_[m];  // counts -> prefix sums
 }
 
 SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {

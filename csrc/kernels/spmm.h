@@ -33,8 +33,9 @@
 // positions (static scheduling: the same thread for the same positions layer after layer);
 // otherwise tasks of (Q block x row block), row blocks balanced by nnz (binary search on the
 // row counts), scheduled dynamically. A task walks its Q block tile by tile and, per tile and
-// panel, sweeps its rows: the input slice stays in L1/L2 while the rows reuse it. Epilogue (bias, residual, activation) in the store; residual may be `out`
-// itself. Small problems stay on the caller's thread.
+// panel, sweeps its rows: the input slice stays in L1/L2 while the rows reuse it. Epilogue
+// (bias, residual, activation) in the store; residual may be `out` itself. Small problems stay
+// on the caller's thread.
 //
 // Alignment: the ISA kernels load whole vectors of an input row per nonzero, so a row that
 // does not start on a vector boundary splits every load across two cache lines (measured on

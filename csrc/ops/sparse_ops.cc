@@ -182,7 +182,7 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
       Q_(int64_t(nb_) * OH_ * OW_),  // exactly the output pixels, whatever the path
       ep_{bias ? std::vector<float>(bias, bias + p.K) : std::vector<float>(), act, alpha, beta, has_residual},
       w_(weight, p.K, p.C * p.R * p.S, tap_offsets(p, batch_major ? p.N : 1).data(), isa,
-         /*column_panels=*/int64_t(batch_major ? p.N : 1) * p.OH() * p.OW() > 1) {
+         /*column_panels=*/Q_ > 1) {
   if (subsample_) {
     ws_in_ = size_t(p.C) * size_t(subsample_stride(p, nb_));
   } else if (!direct_) {

@@ -40,9 +40,9 @@ class ThreadPool {
   void parallel_for(size_t num_tasks, TaskRef fn);
   // Runs fn(t) for t in [0, num_tasks) with task t always on thread t % num_threads (the caller
   // is thread 0): ops that split their data the same way run each thread on what it produced
-  // itself, which stays in its own caches. That matters when the threads' cores do not share
-  // an L3 (measured in a 2-vCPU VM whose vCPUs the host sometimes places on different CCDs:
-  // resnet50-pruned90 took 24.5 instead of 14 ms with dynamically scheduled layers).
+  // itself, which stays in its own caches. That matters most when the threads' cores do not
+  // share an L3 (a 2-vCPU VM whose host sometimes places the vCPUs apart: a cache line written
+  // by one thread and then used by the other costs ~4x there; see cross_core_round_trip_ns).
   void parallel_for_static(size_t num_tasks, TaskRef fn);
 
  private:
