@@ -200,6 +200,16 @@ inline void spmm_tile_pieces(const SpmmArgs& a, int64_t q, int w, const F& f) {
   }
 }
 
+// Asks for input row `src`'s run of `floats` floats (the next tile's, while packing this one)
+// to be brought into L2: a packed row is a short run of a long plane, and with a few hundred
+// such rows in flight (one per weight column) the hardware prefetchers, which follow a few
+// dozen streams, leave each run to a demand miss once the planes are past L2 (VGG's 224x224
+// layers read their input at a fraction of the memory bandwidth without this).
+inline void spmm_prefetch_run(const float* src, int floats) {
+  for (int j = 0; j < floats; j += 16) __builtin_prefetch(src + j, 0, 2);
+  __builtin_prefetch(src + floats - 1, 0, 2);
+}
+
 // The rows of the tile at q, as every ISA kernel sweeps them: packed, panel by panel (pack(k0,
 // k1) packs input rows [k0, k1) into a.pack at row stride TILE, then rows(p, x, TILE) with x
 // such that x + k * TILE is packed row k); in place, rows(0, in + q, col_stride) with computed

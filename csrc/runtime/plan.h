@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/huge_pages.h"
+
 #include "runtime/thread_pool.h"
 
 namespace si {
@@ -76,7 +78,7 @@ class Plan {
   std::vector<Slot> slots_;
   std::vector<int> input_slots_, output_slots_;
   std::vector<std::vector<float>> constants_;
-  std::vector<float> arena_;
+  std::vector<float, HugePageAllocator<float>> arena_;
   std::vector<Step> steps_;
   std::mutex run_mu_;         // one run at a time: slots and arena are per plan
   std::vector<float*> ptrs_;  // slot -> address, refreshed each run

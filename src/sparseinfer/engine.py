@@ -118,13 +118,18 @@ class Engine:
             log.info("sparseinfer: batch %d runs as one plan: %s", n, reason)
             del g1
             return CompiledGraph(optimize(gn), self.num_cores, self.pin_threads)  # (not imported again)
+        tail = None
+        cut = micro_batch.batched_tail(g1)
+        if cut is not None:
+            g1, gn = micro_batch.split_at(g1, gn, cut)
+            tail = CompiledGraph(optimize(gn), self.num_cores, self.pin_threads)
         del gn  # (its weights, before the single-image plans pack theirs)
         first = CompiledGraph(optimize(g1), 1, self.pin_threads)
         del g1
-        streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n)
-        sparse = any(r.choice and r.choice.get("chosen") == "sparse" for r in streamed.report)
+        streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n, tail)
+        sparse = any(r.choice and r.choice.get("chosen") == "sparse" for r in first.report)
         if mode == "streams" or sparse:
-            streamed.batching_note = f"{len(streamed.streams)} streams of single images" + (
+            streamed.batching_note = streamed.description + (
                 " (sparse kernels chosen)" if sparse else f" ({micro_batch.ENV_VAR}=streams)")
             return streamed
         if reuse < micro_batch.MIN_WEIGHT_REUSE or streamed.weight_bytes > micro_batch.DENSE_TIMING_BUDGET:
@@ -141,7 +146,7 @@ class Engine:
             return batched
         best = streamed if t_streams < t_batched else batched
         best.batching_note = (f"{'streams' if best is streamed else 'one plan'}: measured "
-                              f"{t_streams * 1e3:.1f} ms as {len(streamed.streams)} streams of single images, "
+                              f"{t_streams * 1e3:.1f} ms as {streamed.description}, "
                               f"{t_batched * 1e3:.1f} ms as one plan")
         return best
 
@@ -208,11 +213,10 @@ class Engine:
     @property
     def output_shapes(self) -> list[tuple[int, ...]]:
         """The shape of each output for the compiled input shapes, in the order of ``output_names``."""
-        g = self._default.graph
-        shapes = [tuple(g.constants[o].shape if o in g.constants else g.shapes[o]) for o in self.output_names]
         if isinstance(self._default, StreamedBatch):  # its plans are single-image ones
-            shapes = [(self._default.batch,) + s[1:] for s in shapes]
-        return shapes
+            return self._default.output_shapes(self.output_names)
+        g = self._default.graph
+        return [tuple(g.constants[o].shape if o in g.constants else g.shapes[o]) for o in self.output_names]
 
     @property
     def fraction_of_native_ops(self) -> float:

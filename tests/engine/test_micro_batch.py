@@ -76,6 +76,9 @@ def test_forced_streams_equal_onnxruntime(n, rng, monkeypatch):
     engine = sparseinfer.compile_model(model, batch_size=n, num_cores=2)
     assert isinstance(engine._default, StreamedBatch)
     assert "streams" in engine.batching
+    # The classifier (Gemm on the flattened features) runs once on the whole batch.
+    assert engine._default.tail is not None and "classifier head as one batched plan (from 'f')" in engine.batching
+    assert [r.op for r in engine._default.tail.report] == ["FusedGemm"]
     assert engine.output_shapes == [(n, 5)]
     x = rng.standard_normal((n, 8, 12, 12)).astype(np.float32)
     for _ in range(2):  # a second run reuses the plans' arenas
@@ -139,3 +142,73 @@ def test_bad_batching_mode_is_an_error(rng, monkeypatch):
     monkeypatch.setenv(micro_batch.ENV_VAR, "sometimes")
     with pytest.raises(ValueError, match="SPARSEINFER_BATCHING='sometimes': expected one of auto, streams, batched"):
         sparseinfer.compile_model(_cnn(rng), batch_size=2, num_cores=2)
+
+
+def _imported(model, n):
+    dims = tuple(d.dim_value or 0 for d in model.graph.input[0].type.tensor_type.shape.dim[1:])
+    return import_onnx(model, {"x": (n,) + dims})
+
+
+def test_batched_tail_starts_where_the_rest_reads_one_value(rng, monkeypatch):
+    """The classifier also reads the pooled features through a second path: the cut moves back
+    to the last value everything after it comes from."""
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    fc = rng.standard_normal((16, 16)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Flatten", ["g"], ["h"]),
+             helper.make_node("Gemm", ["f", "fc"], ["m"], transB=1),
+             helper.make_node("Add", ["m", "h"], ["y"])]
+    model = make_model(nodes, [f32("x", ["N", 8, 6, 6])], [f32("y", ["N", 16])], {"w": w, "fc": fc})
+    g1 = _imported(model, 1)
+    cut = micro_batch.batched_tail(g1)
+    assert [n.op for n in g1.nodes[cut:]] == ["Flatten", "Flatten", "Gemm", "Add"]
+    head, tail = micro_batch.split_at(g1, _imported(model, 4), cut)
+    assert head.outputs == ("g",) and tail.inputs == ("g",) and tail.shapes["g"] == (4, 16, 1, 1)
+    monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
+    engine = sparseinfer.compile_model(model, batch_size=4, num_cores=2)
+    x = rng.standard_normal((4, 8, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_no_batched_tail_without_a_classifier(rng):
+    """Only layers whose weights each image reuses (convolutions): everything streams."""
+    w = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+                        helper.make_node("Relu", ["c"], ["y"])],
+                       [f32("x", ["N", 8, 6, 6])], [f32("y", ["N", 4, 6, 6])], {"w": w})
+    assert micro_batch.batched_tail(_imported(model, 1)) is None
+
+
+def test_profile_of_a_streamed_batch_covers_the_tail(rng, monkeypatch):
+    monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
+    engine = sparseinfer.compile_model(_cnn(rng), batch_size=4, num_cores=2)
+    x = rng.standard_normal((4, 8, 12, 12)).astype(np.float32)
+    rows = engine._default.profile([x], repeats=2)
+    assert rows[-1]["op"] == "FusedGemm" and all(r["ms"] >= 0 for r in rows)
+    assert len(rows) == len(engine._default.streams[0].profile([x[:1]], 1)) + 1
+
+
+def test_batched_tail_recomputes_values_derived_from_constants(rng, monkeypatch):
+    """Exporters share equal weights through an Identity at the top of the graph: the tail reads
+    that value too, and computes it itself rather than taking it from the streams."""
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    fc = rng.standard_normal((5, 16)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    nodes = [helper.make_node("Identity", ["b"], ["b_shared"]),
+             helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc", "b_shared"], ["y"], transB=1)]
+    model = make_model(nodes, [f32("x", ["N", 8, 6, 6])], [f32("y", ["N", 5])], {"w": w, "fc": fc, "b": b})
+    g1 = _imported(model, 1)
+    cut = micro_batch.batched_tail(g1)
+    assert [n.op for n in g1.nodes[cut:]] == ["Gemm"]
+    head, tail = micro_batch.split_at(g1, _imported(model, 3), cut)
+    assert [n.op for n in tail.nodes] == ["Identity", "Gemm"] and tail.inputs == ("f",)
+    monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
+    engine = sparseinfer.compile_model(model, batch_size=3, num_cores=2)
+    assert engine._default.tail is not None
+    x = rng.standard_normal((3, 8, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

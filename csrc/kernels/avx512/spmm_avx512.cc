@@ -29,37 +29,44 @@ template <int NV, bool MASK, bool AFFINE>
 inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end, const int32_t* col_off,
                      int64_t stride, const float* x, const float* init, float* partial, float* o, const float* r,
                      float bias, __mmask16 lm, const SpmmArgs& a) {
-  __m512 c0[NV], c1[NV];
+  // U nonzeros in flight: U x NV >= 8 independent FMA chains cover the FMA latency.
+  constexpr int U = NV >= 4 ? 2 : 8 / NV > 4 ? 4 : 8 / NV;
+  __m512 c[U][NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
-    c0[v] = init ? _mm512_load_ps(init + 16 * v) : _mm512_setzero_ps();
-    c1[v] = _mm512_setzero_ps();
-  }
-  for (; col + 1 < end; col += 2, val += 2) {
-    const float* x0 = x + spmm_offset<AFFINE>(col[0], col_off, stride);
-    const float* x1 = x + spmm_offset<AFFINE>(col[1], col_off, stride);
-    const __m512 w0 = _mm512_set1_ps(val[0]), w1 = _mm512_set1_ps(val[1]);
+    c[0][v] = init ? _mm512_load_ps(init + 16 * v) : _mm512_setzero_ps();
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      c0[v] = _mm512_fmadd_ps(w0, load<NV, MASK>(x0 + 16 * v, v, lm), c0[v]);
-      c1[v] = _mm512_fmadd_ps(w1, load<NV, MASK>(x1 + 16 * v, v, lm), c1[v]);
+    for (int u = 1; u < U; ++u) c[u][v] = _mm512_setzero_ps();
+  }
+  for (; col + (U - 1) < end; col += U, val += U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) {
+      const float* xu = x + spmm_offset<AFFINE>(col[u], col_off, stride);
+      const __m512 w = _mm512_set1_ps(val[u]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) c[u][v] = _mm512_fmadd_ps(w, load<NV, MASK>(xu + 16 * v, v, lm), c[u][v]);
     }
   }
-  if (col < end) {
+  for (; col < end; ++col, ++val) {
     const float* x0 = x + spmm_offset<AFFINE>(col[0], col_off, stride);
     const __m512 w0 = _mm512_set1_ps(val[0]);
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) c0[v] = _mm512_fmadd_ps(w0, load<NV, MASK>(x0 + 16 * v, v, lm), c0[v]);
+    for (int v = 0; v < NV; ++v) c[0][v] = _mm512_fmadd_ps(w0, load<NV, MASK>(x0 + 16 * v, v, lm), c[0][v]);
+  }
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+#pragma GCC unroll 4
+    for (int u = 1; u < U; ++u) c[0][v] = _mm512_add_ps(c[0][v], c[u][v]);
   }
   if (partial) {
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) _mm512_store_ps(partial + 16 * v, _mm512_add_ps(c0[v], c1[v]));
+    for (int v = 0; v < NV; ++v) _mm512_store_ps(partial + 16 * v, c[0][v]);
     return;
   }
   const __m512 b = _mm512_set1_ps(bias);
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
-    __m512 s = _mm512_add_ps(_mm512_add_ps(c0[v], c1[v]), b);
+    __m512 s = _mm512_add_ps(c[0][v], b);
     if (r) s = _mm512_add_ps(s, load<NV, MASK>(r + 16 * v, v, lm));
     if (a.act != Activation::kNone) s = avx512::activate(s, a.act, a.alpha, a.beta);
     if (MASK && v == NV - 1)
@@ -99,8 +106,12 @@ void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w, int k0, int k1) {
   spmm_tile_pieces<16>(a, q, w, [&](int v, int l0, int l1, int64_t off) {
     pieces[n++] = {v, static_cast<__mmask16>(((1u << l1) - 1) & ~((1u << l0) - 1)), off};
   });
+  // The next tile's source run (one run: a tile rarely spans an image row's end).
+  const int64_t next = q + kTile < a.q1 ? spmm_source(a, q + kTile) : -1;
+  const int next_w = static_cast<int>(a.q1 - q - kTile < kTile ? a.q1 - q - kTile : kTile);
   for (int k = k0; k < k1; ++k) {
     const float* src = a.in + a.col_off[k];
+    if (next >= 0) spmm_prefetch_run(src + next, next_w);
     float* dst = a.pack + int64_t(k - k0) * kTile;
     __m512 vec = _mm512_setzero_ps();
     int cur = pieces[0].v;
@@ -122,8 +133,10 @@ template <int NV, bool MASK>
 void pack_tile(const SpmmArgs& a, int64_t q, __mmask16 lm, int k0, int k1) {
   if (a.map.row_len) return pack_tile_mapped(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile), k0, k1);
   const float* x = a.in + q;
+  const int next_w = static_cast<int>(a.q1 - q - kTile < kTile ? a.q1 - q - kTile : kTile);
   for (int k = k0; k < k1; ++k) {
     const float* src = x + a.col_off[k];
+    if (next_w > 0) spmm_prefetch_run(src + kTile, next_w);
     float* dst = a.pack + int64_t(k - k0) * kTile;
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) _mm512_store_ps(dst + 16 * v, load<NV, MASK>(src + 16 * v, v, lm));
