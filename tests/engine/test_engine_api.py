@@ -141,6 +141,35 @@ def test_arena_planner_never_overlaps_live_tensors():
     assert total < sum(iv.size + 16 for iv in ivs)  # sharing actually happened
 
 
+def test_arena_pools_share_memory_only_within_a_pool_or_across_time():
+    rng = np.random.default_rng(2)
+    ivs = []
+    for k in range(80):
+        s = int(rng.integers(0, 40))
+        ivs.append(Interval(f"t{k}", int(rng.integers(1, 3000)), s, s + int(rng.integers(0, 6)), pool=k % 3))
+    offsets, total = plan_arena(ivs)
+    span = {p: (min(i.start for i in ivs if i.pool == p), max(i.end for i in ivs if i.pool == p)) for p in range(3)}
+    shared_within = False
+    for i, a in enumerate(ivs):
+        assert offsets[a.name] % 16 == 0 and offsets[a.name] + a.size <= total
+        for b in ivs[i + 1:]:
+            overlap = not (offsets[a.name] + a.size <= offsets[b.name] or offsets[b.name] + b.size <= offsets[a.name])
+            if not overlap:
+                continue
+            assert a.end < b.start or b.end < a.start  # never two live tensors in one place
+            if a.pool != b.pool:  # other pools' memory only once that whole pool is dead
+                (s0, e0), (s1, e1) = span[a.pool], span[b.pool]
+                assert e0 < s1 or e1 < s0
+            else:
+                shared_within = True
+    assert shared_within
+    # Pools that live at different times reuse one region.
+    early = [Interval(f"e{k}", 1000, k, k + 1, pool="early") for k in range(0, 10, 2)]
+    late = [Interval(f"l{k}", 1000, k, k + 1, pool="late") for k in range(20, 30, 2)]
+    offsets, total = plan_arena(early + late)
+    assert total == 1008 and offsets["e0"] == offsets["l20"] == 0
+
+
 _MEMORY_PROBE = r"""
 import json, sys
 import numpy as np
