@@ -1,4 +1,4 @@
-// Allocator for large, long-lived buffers (plan arenas, compressed weights): from 2 MiB up they
+// Allocator for large, long-lived buffers (plan arenas): from 2 MiB up they
 // are 2 MiB-aligned and advised to be backed by transparent huge pages before first touch.
 // Why: kernels read many rows of a plane at once (a sparse kernel one row per weight column,
 // hundreds per tile), each on its own 4 KiB page, and in a virtual machine every TLB miss is a

@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "runtime/huge_pages.h"
-
 #include "runtime/thread_pool.h"
 
 namespace si {

@@ -213,10 +213,7 @@ class Engine:
     @property
     def output_shapes(self) -> list[tuple[int, ...]]:
         """The shape of each output for the compiled input shapes, in the order of ``output_names``."""
-        if isinstance(self._default, StreamedBatch):  # its plans are single-image ones
-            return self._default.output_shapes(self.output_names)
-        g = self._default.graph
-        return [tuple(g.constants[o].shape if o in g.constants else g.shapes[o]) for o in self.output_names]
+        return self._default.output_shapes(self.output_names)
 
     @property
     def fraction_of_native_ops(self) -> float:

@@ -32,6 +32,11 @@ class NodeReport:
     choice: dict | None = None  # dense vs sparse: weight sparsity, measured ms per candidate, chosen
 
 
+def native_fraction(report: Sequence[NodeReport]) -> float:
+    """The share of the nodes in ``report`` that run natively (1.0 for none)."""
+    return sum(r.native for r in report) / len(report) if report else 1.0
+
+
 class CompiledGraph:
     """The executable for one set of input shapes."""
 
@@ -116,7 +121,12 @@ class CompiledGraph:
 
     @property
     def fraction_native(self) -> float:
-        return sum(r.native for r in self.report) / len(self.report) if self.report else 1.0
+        return native_fraction(self.report)
+
+    def output_shapes(self, names: Sequence[str]) -> list[tuple[int, ...]]:
+        """The shapes of the graph outputs ``names``."""
+        g = self.graph
+        return [tuple(g.constants[o].shape if o in g.constants else g.shapes[o]) for o in names]
 
     @property
     def weight_bytes(self) -> int:

@@ -274,9 +274,10 @@ class PlanBuilder:
             # With several threads, tensors share memory only with tensors of the same layout and
             # shape: the static split of the work then has each memory line written by the same
             # thread layer after layer, instead of handing lines between cores whenever a
-            # different tensor reuses them (measured, resnet50-pruned90 b1 on 2 Zen 4 vCPUs: 22.1
-            # -> 21.1 ms while the host kept them apart, a ~300 ns cross-core round trip; 13.3 ->
-            # 13.4 ms at the usual ~70 ns; arena 8 -> 11 MB).
+            # different tensor reuses them (resnet50-pruned90 b1 on 2 Zen 4 vCPUs in
+            # benchmarks/sparse_vs_deepsparse.py, rounds with the host keeping them apart, a
+            # ~300 ns cross-core round trip: 22.3 ms before, 20.7 after; 13.3 and 13.1 in the
+            # other state; arena 8 -> 11 MB).
             phys = self.phys[r]
             pool = (phys.layout, tuple(phys.shape), phys.size) if self.num_threads > 1 else None
             intervals.append(Interval(r, phys.size, first[r], last[r], pool))

@@ -10,8 +10,9 @@ to 64; dense, 24.6 img/s as streams against 23.0 batched at batch 64.
 
 A classifier head at the end (a Gemm on the flattened features, whose weights an image uses
 once: ``batched_tail``) is cut off and run once on the whole batch after the streams, so its
-weights are read once per batch rather than once per image (VGG-16 90%-pruned at batch 64 on 2
-Zen 4 cores: 23.2 -> 28.1 img/s; its first classifier layer alone holds 60 MB of nonzeros).
+weights are read once per batch rather than once per image (VGG-16's first classifier layer alone
+holds 60 MB of nonzeros at 90% sparsity; vgg16-pruned90 at batch 64 on 2 Zen 4 cores in
+benchmarks/sparse_vs_deepsparse.py: 23.1 img/s before, 29.1 after).
 
 ``batch_separable`` decides from the model whether that is exact; ``StreamedBatch`` runs it.
 In auto mode (``SPARSEINFER_BATCHING=auto|streams|batched``, default auto) a separable batch of
@@ -33,6 +34,7 @@ from typing import Sequence
 import numpy as np
 import onnx
 
+from sparseinfer.compiler import native_fraction
 from sparseinfer.graph.ir import Graph, Node, remove_unused
 
 ENV_VAR = "SPARSEINFER_BATCHING"
@@ -257,8 +259,7 @@ class StreamedBatch:
 
     @property
     def fraction_native(self) -> float:
-        rep = self.report
-        return sum(r.native for r in rep) / len(rep) if rep else 1.0
+        return native_fraction(self.report)
 
     @property
     def weight_bytes(self) -> int:
@@ -273,10 +274,8 @@ class StreamedBatch:
     def output_shapes(self, names: Sequence[str]) -> list[tuple[int, ...]]:
         """The shapes of the outputs ``names`` for the whole batch."""
         if self.tail is not None:
-            g = self.tail.graph
-            return [tuple(g.constants[o].shape if o in g.constants else g.shapes[o]) for o in names]
-        g = self.graph
-        return [(self.batch,) + tuple(g.constants[o].shape if o in g.constants else g.shapes[o])[1:] for o in names]
+            return self.tail.output_shapes(names)
+        return [(self.batch,) + s[1:] for s in self.streams[0].output_shapes(names)]
 
     def profile(self, inputs: Sequence[np.ndarray], repeats: int = 5) -> list[dict]:
         """Per-image times: the first stream's per-op profile on the first image, then the tail's
