@@ -75,8 +75,8 @@ def run_case(stub: str, batch: int, cores: int, a: argparse.Namespace, seq: int 
     si = sparseinfer.compile_model(model, batch_size=batch, num_cores=cores)
     row["sparseinfer_weight_bytes"] = si.weight_bytes
     row["sparseinfer_kernels"] = {
-        "sparse": sum(1 for r in si.node_report if r.choice and r.choice.get("chosen") == "sparse"),
-        "dense": sum(1 for r in si.node_report if r.choice and r.choice.get("chosen") == "dense")}
+        kind: sum(1 for r in si.node_report if r.choice and r.choice.get("chosen") == kind)
+        for kind in ("dense", "sparse", "generated")}
     if "deepsparse" in stats:  # its own process's peak resident set
         row.setdefault("peak_rss_mib", {})["deepsparse"] = stats["deepsparse"]["peak_rss_mib"]
         row["deepsparse_version"] = version

@@ -153,16 +153,20 @@ void bind_kernel_ops(nb::module_& m) {
       .def("__init__",
            [](SparseConvOp* self, CArray w, std::optional<CArray> bias, std::vector<int> strides, std::vector<int> pads,
               std::vector<int> dil, std::vector<int> in_shape, const std::string& act, float alpha, float beta,
-              const std::string& isa, bool has_residual, bool batch_major) {
+              const std::string& isa, bool has_residual, bool batch_major, bool generated) {
              const ConvParams p = conv_params("SparseConvOp", w, bias, strides, pads, dil, 1, in_shape);
              new (self) SparseConvOp(p, w.data(), bias ? bias->data() : nullptr, activation_from_name(act), alpha,
-                                     beta, parse_isa(isa), has_residual, batch_major);
+                                     beta, parse_isa(isa), has_residual, batch_major, generated);
            },
            nb::arg("weight"), nb::arg("bias").none(), nb::arg("strides"), nb::arg("pads"), nb::arg("dilations"),
            nb::arg("input_shape"), nb::arg("activation"), nb::arg("alpha"), nb::arg("beta"), nb::arg("isa"),
-           nb::arg("has_residual"), nb::arg("batch_major") = false)
+           nb::arg("has_residual"), nb::arg("batch_major") = false, nb::arg("generated") = false)
       .def_prop_ro("workspace_floats", &SparseConvOp::workspace_floats)
-      .def_prop_ro("nnz", &SparseConvOp::nnz);
+      .def_prop_ro("nnz", &SparseConvOp::nnz)
+      .def_prop_ro("generated_bytes", &SparseConvOp::generated_bytes,
+                   "Bytes of the generated code and its copy of the weights (0 without).")
+      .def("drop_generated", &SparseConvOp::drop_generated,
+           "Frees the generated code: the row kernel over the compressed weights runs from then on.");
 
   nb::class_<SparseLinearOp, Op>(m, "SparseLinearOp",
                                  "y[T, N] = act(x[T, K] @ W[K, N] + bias + residual) with W compressed "

@@ -48,6 +48,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/epilogue.h"
@@ -138,6 +139,28 @@ struct SpmmInputMap {
 // No heap allocation but a per-thread packing buffer, grown once.
 void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, int64_t ldo,
               const Epilogue& ep, ThreadPool* pool, const SpmmInputMap* map = nullptr);
+
+// Generated code (AVX-512 only; spmm_generated_avx512.cc): the same product by code generated for the
+// weights' pattern, register-blocked over output rows (28 rows x 16 positions in zmm0-27, each
+// input vector loaded once per column of a row block instead of once per nonzero). The input is
+// always packed (per tile, one 16-position slice per vector). GeneratedSpmm generates the code
+// of one SparseWeights (compressed for avx512) once; W must outlive it. bytes(): its memory
+// (code, the weights in code order, chunk tables).
+class GeneratedCode;
+class GeneratedSpmm {
+ public:
+  explicit GeneratedSpmm(const SparseWeights& W);
+  ~GeneratedSpmm();
+  GeneratedSpmm(const GeneratedSpmm&) = delete;
+  GeneratedSpmm& operator=(const GeneratedSpmm&) = delete;
+  void run(const float* in, int64_t Q, float* out, int64_t ldo, const Epilogue& ep, ThreadPool* pool,
+           const SpmmInputMap* map = nullptr) const;
+  size_t bytes() const;
+
+ private:
+  const SparseWeights& W_;
+  std::unique_ptr<GeneratedCode> code_;
+};
 
 // Every variant of the family, reference first.
 inline constexpr Isa kSpmmVariants[] = {Isa::kPortable, Isa::kAvx2, Isa::kAvx512};

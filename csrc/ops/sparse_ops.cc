@@ -172,7 +172,7 @@ SparseWeights linear_weights(const float* w, int K, int N, int64_t T, Isa isa) {
 }  // namespace
 
 SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
-                           float beta, Isa isa, bool has_residual, bool batch_major)
+                           float beta, Isa isa, bool has_residual, bool batch_major, bool generated)
     : p_(checked(p)),
       OH_(p.OH()),
       OW_(p.OW()),
@@ -190,8 +190,22 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
     Wh_ = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
     ws_in_ = size_t(p.stride_h) * p.stride_w * p.C * size_t(nb_) * Hh_ * Wh_;
   }
-  name_ = std::string("spmm_conv") + (direct_ || subsample_ ? "1x1" : std::to_string(p.R) + "x" + std::to_string(p.S)) +
-          (subsample_ ? "_strided_" : "_") + isa_name(isa);
+  if (generated) {
+    if (isa != Isa::kAvx512)
+      throw std::invalid_argument(std::string("SparseConvOp: generated code needs avx512, got ") + isa_name(isa));
+    program_ = std::make_unique<GeneratedSpmm>(w_);
+  }
+  name_ = kernel_name_for(generated);
+}
+
+std::string SparseConvOp::kernel_name_for(bool generated) const {
+  return std::string("spmm_conv") + (direct_ || subsample_ ? "1x1" : std::to_string(p_.R) + "x" + std::to_string(p_.S)) +
+         (subsample_ ? "_strided_" : "_") + (generated ? "generated_" : "") + isa_name(w_.isa());
+}
+
+void SparseConvOp::drop_generated() {
+  program_.reset();
+  name_ = kernel_name_for(false);
 }
 
 void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
@@ -213,8 +227,11 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
       src = ws;
     }
     const float* res = ep_.has_residual ? in[1] + n * out_call : nullptr;
-    spmm_f32(w_, src, Q_, out[0] + n * out_call, Q_, ep_.with(res), pool,
-             direct_ || subsample_ ? nullptr : &map);
+    const SpmmInputMap* m = direct_ || subsample_ ? nullptr : &map;
+    if (program_)
+      program_->run(src, Q_, out[0] + n * out_call, Q_, ep_.with(res), pool, m);
+    else
+      spmm_f32(w_, src, Q_, out[0] + n * out_call, Q_, ep_.with(res), pool, m);
   }
 }
 

@@ -39,6 +39,8 @@ struct SparseEpilogue {
 //   * otherwise the image is zero-padded and split into stride phases (pad_phase_split) into a
 //     workspace, and the spmm reads each output pixel's taps there through an SpmmInputMap
 //     (rows of OW pixels, Wh apart): exactly the output pixels are computed, straight into y.
+// generated (AVX-512 only): the spmm runs code generated for these weights at construction
+// (GeneratedSpmm, spmm.h), faster on most layers at the price of its memory (weight_bytes).
 // batch_major: x, y and the residual are C x N x H x W ("CNHW") instead of NCHW, so that the
 // whole batch is one spmm over N x positions (long runs of Q even at 7x7) instead of N short ones.
 // C x R x S (the weight columns) must be at most kSpmmMaxK (std::invalid_argument otherwise).
@@ -46,15 +48,23 @@ struct SparseEpilogue {
 class SparseConvOp : public Op {
  public:
   SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
-               float beta, Isa isa, bool has_residual, bool batch_major = false);
+               float beta, Isa isa, bool has_residual, bool batch_major = false, bool generated = false);
+  SparseConvOp(SparseConvOp&&) = delete;  // the generated program points at w_
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
   const char* kernel_name() const override { return name_.c_str(); }
-  size_t weight_bytes() const override { return w_.bytes() + ep_.bias.size() * sizeof(float); }
+  size_t weight_bytes() const override {
+    return w_.bytes() + (program_ ? program_->bytes() : 0) + ep_.bias.size() * sizeof(float);
+  }
   size_t workspace_floats() const { return ws_in_; }
   size_t nnz() const { return w_.nnz(); }
+  // Bytes of the generated code and its weights (0 without), and giving them up (the row kernel
+  // over the compressed weights runs from then on; not while the op runs).
+  size_t generated_bytes() const { return program_ ? program_->bytes() : 0; }
+  void drop_generated();
 
  private:
   void subsample(const float* x, float* ws, ThreadPool* pool) const;
+  std::string kernel_name_for(bool generated) const;
   ConvParams p_;
   int OH_, OW_, Hh_ = 0, Wh_ = 0;  // Hh_ x Wh_: the phase planes (KxK path)
   int nb_;     // images per spmm call: N (batch_major) or 1 (NCHW: one call per image)
@@ -63,6 +73,7 @@ class SparseConvOp : public Op {
   int64_t Q_;
   SparseEpilogue ep_;
   SparseWeights w_;
+  std::unique_ptr<GeneratedSpmm> program_;  // generated: the spmm runs this code (AVX-512)
   std::string name_;
 };
 

@@ -108,7 +108,7 @@ class Engine:
         one = tuple((1,) + tuple(s[1:]) for s in shapes)
         g1 = import_onnx(proto, dict(zip(self.input_names, one)))
         reuse = micro_batch.weight_reuse(g1)
-        if mode == "auto" and reuse < micro_batch.MIN_WEIGHT_REUSE and kernel_choice.mode() != "sparse" and not any(
+        if mode == "auto" and reuse < micro_batch.MIN_WEIGHT_REUSE and kernel_choice.mode() not in kernel_choice.SPARSE_KERNELS and not any(
                 v.dtype == np.float32 and v.ndim >= 2 and kernel_choice.weight_sparsity(v) >= kernel_choice.MIN_SPARSITY
                 for v in g1.constants.values()):
             return None  # neither sparse kernels nor weight reuse within an image to gain from
@@ -127,7 +127,7 @@ class Engine:
         first = CompiledGraph(optimize(g1), 1, self.pin_threads)
         del g1
         streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n, tail)
-        sparse = any(r.choice and r.choice.get("chosen") == "sparse" for r in first.report)
+        sparse = any(kernel_choice.is_sparse(r.choice) for r in first.report)
         if mode == "streams" or sparse:
             streamed.batching_note = streamed.description + (
                 " (sparse kernels chosen)" if sparse else f" ({micro_batch.ENV_VAR}=streams)")

@@ -85,6 +85,71 @@ def test_forced_sparse_conv_matches_onnxruntime(case, sparsity, residual, act, a
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.skipif(_core.best_isa() != "avx512", reason="generated code is AVX-512 only")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"n{c[0]}c{c[1]}{c[2]}x{c[3]}k{c[4]}r{c[5]}s{c[6]}d{c[8]}")
+@pytest.mark.parametrize("sparsity", [0.0, 0.9, 1.0])
+@pytest.mark.parametrize("residual,act", [(False, False), (True, True)])
+def test_forced_generated_conv_matches_onnxruntime(case, sparsity, residual, act, monkeypatch):
+    """The generated-code kernel on every conv path (in place, gathered, mapped over phase
+    planes, batch-major): forced, it runs whatever the weight budget, and matches ORT."""
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "generated")
+    monkeypatch.setenv("SPARSEINFER_WEIGHT_BUDGET", "0")
+    rng = np.random.default_rng(CASES.index(case) * 100 + int(sparsity * 10) * 4 + 2 * residual + act + 7)
+    model, feeds = conv_block(rng, *case, sparsity=sparsity, residual=residual, act=act)
+    engine = sparseinfer.compile_model(model, batch_size=case[0])
+    conv = [r for r in engine.node_report if r.op == "FusedConv"]
+    assert len(conv) == 1 and "_generated_avx512" in conv[0].kernels[0], engine.node_report
+    assert conv[0].choice["chosen"] == "generated"
+    np.testing.assert_allclose(engine(**feeds)[0], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(_core.best_isa() != "avx512", reason="generated code is AVX-512 only")
+def test_generated_code_memory_is_counted_and_can_be_dropped():
+    rng = np.random.default_rng(8)
+    w = pruned(rng, (32, 16, 3, 3), 0.9)
+    args = (w, None, [1, 1], [1, 1, 1, 1], [1, 1], [1, 16, 12, 12], "relu", 0.0, 0.0, "avx512", False, False)
+    plain, gen = _core.SparseConvOp(*args, False), _core.SparseConvOp(*args, True)
+    nnz = int((w != 0).sum())
+    assert plain.generated_bytes == 0 and gen.generated_bytes >= 11 * nnz  # >= 7 B of code + 4 of weight each
+    assert gen.weight_bytes == plain.weight_bytes + gen.generated_bytes
+    assert gen.kernel_name == "spmm_conv3x3_generated_avx512" and plain.kernel_name == "spmm_conv3x3_avx512"
+    gen.drop_generated()
+    assert (gen.generated_bytes, gen.weight_bytes, gen.kernel_name) == (0, plain.weight_bytes, plain.kernel_name)
+    with pytest.raises(ValueError, match="generated code needs avx512, got avx2"):
+        _core.SparseConvOp(*args[:9], "avx2", False, False, True)
+
+
+class _FakeOp:
+    def __init__(self, nbytes):
+        self.generated_bytes = nbytes
+
+    def drop_generated(self):
+        self.generated_bytes = 0
+
+
+def test_weight_budget_drops_generated_code_saving_least_per_byte(monkeypatch):
+    from sparseinfer.compiler import kernel_choice
+
+    def choice(sparse_ms, generated_ms):
+        return {"measured_ms": {"sparse": sparse_ms, "generated": generated_ms}, "chosen": "generated"}
+
+    # time saved per byte: a 1.0 / 100, b 1.0 / 400, c 0.3 / 100
+    a, b, c = _FakeOp(100), _FakeOp(400), _FakeOp(100)
+    layers = [(a, choice(2.0, 1.0)), (b, choice(2.0, 1.0)), (c, choice(1.0, 0.7))]
+    monkeypatch.setenv("SPARSEINFER_WEIGHT_BUDGET", "0.5")
+    assert kernel_choice.fit_weight_budget(layers, total_bytes=1000, dense_bytes=1000) == 500
+    assert [op.generated_bytes for op in (a, b, c)] == [100, 0, 0]  # b (0.0025 ms/B), then c (0.003)
+    assert layers[1][1]["chosen"] == layers[2][1]["chosen"] == "sparse"
+    assert "SPARSEINFER_WEIGHT_BUDGET=0.5" in layers[1][1]["reason"]
+    assert layers[0][1]["chosen"] == "generated" and "reason" not in layers[0][1]
+    monkeypatch.setenv("SPARSEINFER_WEIGHT_BUDGET", "0")
+    assert kernel_choice.fit_weight_budget(layers[:1], total_bytes=500, dense_bytes=1000) == 400
+    assert [op.generated_bytes for op in (a, b, c)] == [0, 0, 0]
+    monkeypatch.setenv("SPARSEINFER_WEIGHT_BUDGET", "lots")
+    with pytest.raises(ValueError, match="SPARSEINFER_WEIGHT_BUDGET='lots': expected a number >= 0"):
+        kernel_choice.weight_budget()
+
+
 def test_single_nonzero_weight(monkeypatch):
     monkeypatch.setenv("SPARSEINFER_KERNELS", "sparse")
     rng = np.random.default_rng(1)
@@ -106,8 +171,17 @@ def test_auto_choice_is_measured_and_reported(monkeypatch):
     engine = sparseinfer.compile_model(model)
     choice = next(r.choice for r in engine.node_report if r.op == "FusedConv")
     assert choice["weight_sparsity"] == pytest.approx(0.95, abs=1e-3)
-    assert set(choice["measured_ms"]) == {"dense", "sparse"} and all(v > 0 for v in choice["measured_ms"].values())
-    assert choice["chosen"] == min(choice["measured_ms"], key=choice["measured_ms"].get)
+    kernels = {"dense", "sparse"} | ({"generated"} if _core.active_isa() == "avx512" else set())
+    assert set(choice["measured_ms"]) == set(choice["weights_ms"]) == kernels
+    assert all(v > 0 for v in choice["measured_ms"].values()) and all(v > 0 for v in choice["weights_ms"].values())
+    # reading the packed dense weights costs more than the compressed ones
+    assert choice["weights_ms"]["dense"] > choice["weights_ms"]["sparse"]
+    cost = {k: choice["measured_ms"][k] + choice["weights_ms"][k] for k in kernels}
+    best = min(cost, key=cost.get)
+    if best == "generated" and choice["chosen"] == "sparse":  # over the weight budget: said why
+        assert "SPARSEINFER_WEIGHT_BUDGET" in choice["reason"]
+    else:
+        assert choice["chosen"] == best
     np.testing.assert_allclose(engine(**feeds)[0], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)
 
 

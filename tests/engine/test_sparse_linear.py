@@ -276,10 +276,10 @@ def test_feature_major_value_read_by_a_dense_layer(monkeypatch):
     are not sparse): one transpose back to row-major before it, and still the right result."""
     from sparseinfer.compiler import kernel_choice
 
-    def by_sparsity(report, w, candidates, num_threads, unfit=None):
+    def by_sparsity(report, w, candidates, num_threads, unfit=None, generated=False):
         sparse = kernel_choice.weight_sparsity(w) >= 0.5 and unfit is None
         report.update({"mode": "test", "chosen": "sparse" if sparse else "dense"})
-        return sparse
+        return report["chosen"]
 
     monkeypatch.setattr(kernel_choice, "decide", by_sparsity)
     rng = np.random.default_rng(23)

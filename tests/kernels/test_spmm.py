@@ -1,5 +1,6 @@
 """Every variant of the f32 spmm family (sparse W x dense channel-major input) against a NumPy
-float64 reference."""
+float64 reference: the ISA kernels over the compressed weights, and "avx512-generated", the code
+generated for the weights (``_core.spmm(..., generated=True)``)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,23 @@ from .reference import ACT_PARAMS, ACTIVATIONS, act_ref
 ISA_ORDER = ["portable", "avx2", "avx512"]
 BEST = ISA_ORDER.index(_core.best_isa())
 VARIANTS = [
-    pytest.param(v, marks=pytest.mark.skipif(ISA_ORDER.index(v) > BEST,
-                                             reason=f"CPU lacks {v} (best: {_core.best_isa()})"))
-    for v in _core.spmm_variants()
+    pytest.param(v, marks=pytest.mark.skipif(ISA_ORDER.index(v.split("-")[0]) > BEST,
+                                             reason=f"CPU lacks {v.split('-')[0]} (best: {_core.best_isa()})"))
+    for v in _core.spmm_variants() + ["avx512-generated"]
 ]
+
+
+def base(variant: str) -> str:
+    """The ISA the variant's weights are compressed for."""
+    return variant.split("-")[0]
+
+
+def weights(w, offsets, variant, **kw):
+    return _core.SparseWeights(w, offsets, base(variant), **kw)
+
+
+def spmm(variant, sw, *args, **kw):
+    return _core.spmm(sw, *args, generated=variant.endswith("-generated"), **kw)
 SPARSITIES = [0.0, 0.5, 0.9, 0.99, 1.0]
 
 
@@ -55,10 +69,10 @@ def test_random_shapes(isa, M, K, Q, sparsity, plain, seed):
     w = sparse_weights(rng, M, K, sparsity)
     x = rand(rng, K, Q)
     if plain:
-        got = _core.spmm(_core.SparseWeights(w, None, isa), x)
+        got = spmm(isa, weights(w, None, isa), x)
     else:  # explicit offsets k * Q over a flat buffer
         offs = np.arange(K, dtype=np.int64) * Q
-        got = _core.spmm(_core.SparseWeights(w, offs, isa), x.ravel(), Q)
+        got = spmm(isa, weights(w, offs, isa), x.ravel(), Q)
     assert got.shape == (M, Q) and got.dtype == np.float32
     assert_close(got, reference(w, x), K)
 
@@ -68,7 +82,7 @@ def test_random_shapes(isa, M, K, Q, sparsity, plain, seed):
 def test_edge_widths(isa, sparsity):
     """Q around every tile and vector width (1, 7, 8, 15, 16, 17, ..., 2 tiles + 1)."""
     rng = np.random.default_rng(1)
-    tile = _core.spmm_tile(isa)
+    tile = _core.spmm_tile(base(isa))
     qs = sorted({1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, tile - 1, tile,
                  tile + 1, 2 * tile + 5, 3 * tile})
     w = sparse_weights(rng, 9, 40, sparsity)
@@ -76,7 +90,7 @@ def test_edge_widths(isa, sparsity):
     for Q in qs:
         x = rand(rng, 40, Q)
         res = rand(rng, 9, Q)
-        got = _core.spmm(_core.SparseWeights(w, None, isa), x, bias=bias, residual=res, activation="relu")
+        got = spmm(isa, weights(w, None, isa), x, bias=bias, residual=res, activation="relu")
         assert_close(got, reference(w, x, bias, res, "relu"), 40)
 
 
@@ -87,7 +101,7 @@ def test_single_nonzero_and_degenerate(isa):
         w = np.zeros((M, K), dtype=np.float32)
         w[rng.integers(M), rng.integers(K)] = 2.5
         x = rand(rng, K, Q)
-        assert_close(_core.spmm(_core.SparseWeights(w, None, isa), x), reference(w, x), K)
+        assert_close(spmm(isa, weights(w, None, isa), x), reference(w, x), K)
     # all-zero matrix and all-zero rows: output = act(bias + residual)
     w = sparse_weights(rng, 12, 20, 0.5)
     w[[0, 3, 11]] = 0
@@ -95,15 +109,15 @@ def test_single_nonzero_and_degenerate(isa):
     bias = rand(rng, 12)
     res = rand(rng, 12, 45)
     for wz in (w, np.zeros_like(w)):
-        sw = _core.SparseWeights(wz, None, isa)
-        got = _core.spmm(sw, x, bias=bias, residual=res, activation="tanh")
+        sw = weights(wz, None, isa)
+        got = spmm(isa, sw, x, bias=bias, residual=res, activation="tanh")
         assert_close(got, reference(wz, x, bias, res, "tanh"), 20)
-    assert _core.SparseWeights(np.zeros((4, 6), np.float32), None, isa).nnz == 0
+    assert weights(np.zeros((4, 6), np.float32), None, isa).nnz == 0
     # Q = 0: no-op, empty output
-    sw = _core.SparseWeights(w, None, isa)
-    assert _core.spmm(sw, np.zeros((20, 0), np.float32)).shape == (12, 0)
+    sw = weights(w, None, isa)
+    assert spmm(isa, sw, np.zeros((20, 0), np.float32)).shape == (12, 0)
     # K = 0: output = bias
-    got = _core.spmm(_core.SparseWeights(np.zeros((3, 0), np.float32), None, isa),
+    got = spmm(isa, weights(np.zeros((3, 0), np.float32), None, isa),
                      np.zeros((0, 5), np.float32), 5, bias=np.arange(3, dtype=np.float32))
     np.testing.assert_array_equal(got, np.repeat(np.arange(3, dtype=np.float32)[:, None], 5, 1))
 
@@ -120,7 +134,7 @@ def test_epilogue(isa, act, with_bias, with_residual):
         x = rand(rng, K, Q)
         bias = rand(rng, M) if with_bias else None
         res = rand(rng, M, Q) if with_residual else None
-        got = _core.spmm(_core.SparseWeights(w, None, isa), x, bias=bias, residual=res,
+        got = spmm(isa, weights(w, None, isa), x, bias=bias, residual=res,
                          activation=act, alpha=alpha, beta=beta)
         assert_close(got, reference(w, x, bias, res, act, alpha, beta), K)
 
@@ -131,17 +145,17 @@ def test_residual_aliasing_out_and_strided_out(isa):
     M, K, Q = 23, 50, 77
     w = sparse_weights(rng, M, K, 0.8)
     x = rand(rng, K, Q)
-    sw = _core.SparseWeights(w, None, isa)
+    sw = weights(w, None, isa)
     c = rand(rng, M, Q)
     want = reference(w, x, None, c, "relu")
-    ret = _core.spmm(sw, x, residual=c, out=c, activation="relu")
+    ret = spmm(isa, sw, x, residual=c, out=c, activation="relu")
     assert ret is c
     assert_close(c, want, K)
     # out as a view with a wider row stride, residual with yet another stride
     out_wide = np.full((M, Q + 9), 7.0, dtype=np.float32)
     out = out_wide[:, 3:3 + Q]
     res = rand(rng, M, Q + 5)[:, :Q]
-    _core.spmm(sw, x, residual=res, out=out)
+    spmm(isa, sw, x, residual=res, out=out)
     assert_close(out, reference(w, x, None, res), K)
     assert (out_wide[:, :3] == 7).all() and (out_wide[:, 3 + Q:] == 7).all()
 
@@ -174,8 +188,8 @@ def test_conv3x3_offsets(isa, sparsity):
                     dtype=np.int64)
     Q = (H - 1) * Wp + W  # last valid output position + 1: every offset + Q stays in the plane
     bias = rand(rng, cout)
-    sw = _core.SparseWeights(np.ascontiguousarray(w4.reshape(cout, -1)), offs, isa)
-    got = _core.spmm(sw, plane.ravel(), Q, bias=bias)
+    sw = weights(np.ascontiguousarray(w4.reshape(cout, -1)), offs, isa)
+    got = spmm(isa, sw, plane.ravel(), Q, bias=bias)
     got_hw = np.zeros((cout, H * Wp), dtype=np.float32)
     got_hw[:, :Q] = got
     got_hw = got_hw.reshape(cout, H, Wp)[:, :, :W]
@@ -194,7 +208,7 @@ def test_packed_and_in_place_paths_agree(isa, Q):
     x = rand(rng, K, Q)
     bias, res = rand(rng, M), rand(rng, M, Q)
     offs = np.arange(K, dtype=np.int64) * Q
-    sw = _core.SparseWeights(w, offs, isa)
+    sw = weights(w, offs, isa)
     assert sw.offset_alignment == {16: 16, 20: 4, 49: 1, 64: 16, 131: 1}[Q]
     want = reference(w, x, bias, res, "relu")
     buf = np.zeros(K * Q + 64, dtype=np.float32)
@@ -203,7 +217,7 @@ def test_packed_and_in_place_paths_agree(isa, Q):
     for shift in (0, 1, 3):  # aligned base, then 4 and 12 bytes off
         flat = buf[base + shift:base + shift + K * Q]
         flat[:] = x.ravel()
-        got = _core.spmm(sw, flat, Q, bias=bias, residual=res, activation="relu")
+        got = spmm(isa, sw, flat, Q, bias=bias, residual=res, activation="relu")
         assert_close(got, want, K)
         results.append(got)
     np.testing.assert_array_equal(results[1], results[2])
@@ -230,10 +244,10 @@ def test_one_position_matrix_vector(isa, table, sparsity):
     xs = x[offs]
     bias, res = rand(rng, M), rand(rng, M, 1)
     for panels in (True, False):  # rows cut into panel segments, or whole (the ops' choice at Q == 1)
-        sw = _core.SparseWeights(w, offs, isa, column_panels=panels)
-        assert sw.panels == (-(-K // _core.spmm_panel_k(isa)) if panels else 1)
+        sw = weights(w, offs, isa, column_panels=panels)
+        assert sw.panels == (-(-K // _core.spmm_panel_k(base(isa))) if panels else 1)
         for threads in (1, 2):
-            got = _core.spmm(sw, x, 1, bias=bias, residual=res, activation="relu", num_threads=threads)
+            got = spmm(isa, sw, x, 1, bias=bias, residual=res, activation="relu", num_threads=threads)
             assert_close(got, reference(w, xs[:, None], bias, res, "relu"), K)
 
 
@@ -245,7 +259,7 @@ def test_column_panels(isa, table):
     place; every Q edge, one and two threads (row-split tasks), offsets computed or from the
     table (reversed rows: a permuted, packed input)."""
     rng = np.random.default_rng(13)
-    pk = _core.spmm_panel_k(isa)
+    pk = _core.spmm_panel_k(base(isa))
     M, K = 400, 2 * pk + 37  # enough work at Q = 17 for row-split tasks on two threads
     w = sparse_weights(rng, M, K, 0.9)
     w[0] = 0
@@ -254,20 +268,20 @@ def test_column_panels(isa, table):
         w[m, k0:k1] = rand(rng, k1 - k0)  # one panel only
     w[4] = 0
     w[4, [0, pk - 1, pk, 2 * pk - 1, 2 * pk, K - 1]] = [1.0, -2.0, 3.0, 0.5, -1.5, 2.5]
-    tile = _core.spmm_tile(isa)
+    tile = _core.spmm_tile(base(isa))
     for Q in (2, 17, tile + 5, 3 * tile + 3):
         x = rand(rng, K, Q)
         offs = (K - 1 - np.arange(K, dtype=np.int64)) * Q if table else np.arange(K, dtype=np.int64) * Q
         flat = np.empty(K * Q, np.float32)
         flat.reshape(K, Q)[(offs // Q)] = x  # input row k at offs[k]
-        sw = _core.SparseWeights(w, offs, isa)
+        sw = weights(w, offs, isa)
         assert sw.panels == 3
         bias = rand(rng, M)
         results = []
         for threads in (1, 2):
             c = rand(rng, M, Q) if threads == 1 else start.copy()
             start = c.copy()
-            _core.spmm(sw, flat, Q, bias=bias, residual=c, out=c, activation="relu", num_threads=threads)
+            spmm(isa, sw, flat, Q, bias=bias, residual=c, out=c, activation="relu", num_threads=threads)
             assert_close(c, reference(w, x, bias, start, "relu"), K)
             results.append(c)
         np.testing.assert_array_equal(results[0], results[1])
@@ -281,9 +295,9 @@ def test_threads_give_identical_results(isa):
         w[:M // 3] = 0  # unbalanced rows
         x = rand(rng, K, Q)
         bias = rand(rng, M)
-        sw = _core.SparseWeights(w, None, isa)
-        one = _core.spmm(sw, x, bias=bias, activation="silu", num_threads=1)
-        two = _core.spmm(sw, x, bias=bias, activation="silu", num_threads=2)
+        sw = weights(w, None, isa)
+        one = spmm(isa, sw, x, bias=bias, activation="silu", num_threads=1)
+        two = spmm(isa, sw, x, bias=bias, activation="silu", num_threads=2)
         np.testing.assert_array_equal(one, two)
         assert_close(one, reference(w, x, bias, None, "silu"), K)
 
@@ -294,19 +308,19 @@ def test_properties_and_bytes_shrink(isa):
     M, K = 64, 256
     dense = sparse_weights(rng, M, K, 0.0)
     sparse = sparse_weights(rng, M, K, 0.9)
-    sd = _core.SparseWeights(dense, None, isa)
-    ss = _core.SparseWeights(sparse, None, isa)
-    assert (ss.M, ss.K, ss.isa, ss.nnz) == (M, K, isa, int((sparse != 0).sum()))
+    sd = weights(dense, None, isa)
+    ss = weights(sparse, None, isa)
+    assert (ss.M, ss.K, ss.isa, ss.nnz) == (M, K, base(isa), int((sparse != 0).sum()))
     assert ss.bytes < sd.bytes
     assert ss.bytes <= 0.25 * dense.nbytes
-    assert _core.SparseWeights(np.zeros((M, K), np.float32), None, isa).bytes < ss.bytes
+    assert weights(np.zeros((M, K), np.float32), None, isa).bytes < ss.bytes
 
 
 @pytest.mark.parametrize("isa", VARIANTS)
 def bytes_formula(M, K, nnz, isa):
     """6 bytes per nonzero (float value + uint16 column) + the int32 offset table (K) + int32
     segment starts (panels x M + 1) + int32 per-row nonzero counts (M + 1)."""
-    panels = max(1, -(-K // _core.spmm_panel_k(isa)))
+    panels = max(1, -(-K // _core.spmm_panel_k(base(isa))))
     return 6 * nnz + 4 * K + 4 * (panels * M + 1) + 4 * (M + 1)
 
 
@@ -318,9 +332,9 @@ def test_bytes_formula(isa):
         w = sparse_weights(rng, M, K, sp)
         nnz = int((w != 0).sum())
         want = bytes_formula(M, K, nnz, isa)
-        sw = _core.SparseWeights(w, None, isa)
-        assert (sw.nnz, sw.bytes, sw.panels) == (nnz, want, max(1, -(-K // _core.spmm_panel_k(isa))))
-        assert _core.SparseWeights(w, np.arange(K, dtype=np.int64) * 3, isa).bytes == want
+        sw = weights(w, None, isa)
+        assert (sw.nnz, sw.bytes, sw.panels) == (nnz, want, max(1, -(-K // _core.spmm_panel_k(base(isa)))))
+        assert weights(w, np.arange(K, dtype=np.int64) * 3, isa).bytes == want
 
 
 @pytest.mark.parametrize("isa", VARIANTS)
@@ -334,69 +348,75 @@ def test_k_at_the_column_limit(isa):
     w[:, -1] = [1.5, -2.0, 0.5]  # the last columns are used
     w[1, -2] = 3.0
     x = rand(rng, K, Q)
-    sw = _core.SparseWeights(w, None, isa)
+    sw = weights(w, None, isa)
     assert sw.bytes == bytes_formula(M, K, sw.nnz, isa)
-    assert_close(_core.spmm(sw, x), reference(w, x), K)
+    assert_close(spmm(isa, sw, x), reference(w, x), K)
     offs = (K - 1 - np.arange(K, dtype=np.int64)) * Q  # rows read in reverse: offsets via the table
-    got = _core.spmm(_core.SparseWeights(w, offs, isa), x[::-1].ravel(), Q)
+    got = spmm(isa, weights(w, offs, isa), x[::-1].ravel(), Q)
     assert_close(got, reference(w, x), K)
     with pytest.raises(ValueError, match="K = 65537 exceeds the spmm limit of 65536 columns"):
-        _core.SparseWeights(np.ones((1, K + 1), np.float32), None, isa)
+        weights(np.ones((1, K + 1), np.float32), None, isa)
 
 
 def test_bad_inputs():
     isa = _core.best_isa()
     w = np.ones((3, 4), dtype=np.float32)
     x = np.ones((4, 5), dtype=np.float32)
-    sw = _core.SparseWeights(w, None, isa)
+    sw = weights(w, None, isa)
     with pytest.raises(ValueError, match="w must have dtype float32"):
-        _core.SparseWeights(w.astype(np.float64), None, isa)
+        weights(w.astype(np.float64), None, isa)
     with pytest.raises(ValueError, match="2-D"):
-        _core.SparseWeights(np.ones(4, np.float32), None, isa)
+        weights(np.ones(4, np.float32), None, isa)
     with pytest.raises(ValueError, match="C-contiguous"):
-        _core.SparseWeights(np.ones((4, 3), np.float32).T, None, isa)
+        weights(np.ones((4, 3), np.float32).T, None, isa)
     with pytest.raises(ValueError, match="col_offsets must be an int64"):
-        _core.SparseWeights(w, np.arange(4, dtype=np.int32), isa)
+        weights(w, np.arange(4, dtype=np.int32), isa)
     with pytest.raises(ValueError, match="K=4 entries"):
-        _core.SparseWeights(w, np.arange(3, dtype=np.int64), isa)
+        weights(w, np.arange(3, dtype=np.int64), isa)
     with pytest.raises(ValueError, match=r"col_offsets\[1\] = -5 is negative"):
-        _core.SparseWeights(w, np.array([0, -5, 1, 2], dtype=np.int64), isa)
+        weights(w, np.array([0, -5, 1, 2], dtype=np.int64), isa)
     with pytest.raises(ValueError, match="int32"):
-        _core.SparseWeights(w, np.array([0, 1, 2, 2**31], dtype=np.int64), isa)
+        weights(w, np.array([0, 1, 2, 2**31], dtype=np.int64), isa)
     with pytest.raises(ValueError, match="unknown ISA"):
         _core.SparseWeights(w, None, "sse9")
     with pytest.raises(ValueError, match="input must have dtype float32"):
-        _core.spmm(sw, x.astype(np.float64))
+        spmm(isa, sw, x.astype(np.float64))
     with pytest.raises(ValueError, match="K=4"):
-        _core.spmm(sw, np.ones((5, 5), np.float32))
+        spmm(isa, sw, np.ones((5, 5), np.float32))
     with pytest.raises(ValueError, match="Q is required"):
-        _core.spmm(sw, np.ones(20, np.float32))
+        spmm(isa, sw, np.ones(20, np.float32))
     with pytest.raises(ValueError, match="need 24"):
-        _core.spmm(sw, np.ones(20, np.float32), 6)
+        spmm(isa, sw, np.ones(20, np.float32), 6)
     with pytest.raises(ValueError, match="exceeds"):
-        _core.spmm(sw, x, 6)
+        spmm(isa, sw, x, 6)
     with pytest.raises(ValueError, match="Q must be >= 0"):
-        _core.spmm(sw, x, -1)
+        spmm(isa, sw, x, -1)
     with pytest.raises(ValueError, match="C-contiguous"):
-        _core.spmm(sw, np.ones((5, 4), np.float32).T)
+        spmm(isa, sw, np.ones((5, 4), np.float32).T)
     offs = np.array([0, 10, 20, 30], dtype=np.int64)
-    swo = _core.SparseWeights(w, offs, isa)
+    swo = weights(w, offs, isa)
     with pytest.raises(ValueError, match="beyond the input"):
-        _core.spmm(swo, np.ones(34, np.float32), 5)
-    assert _core.spmm(swo, np.ones(35, np.float32), 5).shape == (3, 5)
+        spmm(isa, swo, np.ones(34, np.float32), 5)
+    assert spmm(isa, swo, np.ones(35, np.float32), 5).shape == (3, 5)
     with pytest.raises(ValueError, match="bias"):
-        _core.spmm(sw, x, bias=np.ones(4, np.float32))
+        spmm(isa, sw, x, bias=np.ones(4, np.float32))
     with pytest.raises(ValueError, match="residual must have shape"):
-        _core.spmm(sw, x, residual=np.ones((3, 4), np.float32))
+        spmm(isa, sw, x, residual=np.ones((3, 4), np.float32))
     with pytest.raises(ValueError, match="out must have shape"):
-        _core.spmm(sw, x, out=np.ones((3, 4), np.float32))
+        spmm(isa, sw, x, out=np.ones((3, 4), np.float32))
     with pytest.raises(ValueError, match="unknown activation 'gelu9'"):
-        _core.spmm(sw, x, activation="gelu9")
+        spmm(isa, sw, x, activation="gelu9")
     with pytest.raises(ValueError, match="num_threads"):
-        _core.spmm(sw, x, num_threads=0)
+        spmm(isa, sw, x, num_threads=0)
 
 
 @pytest.mark.skipif(BEST == len(ISA_ORDER) - 1, reason="the CPU supports every variant")
 def test_unsupported_isa_is_an_error():
     with pytest.raises(ValueError, match="not supported"):
         _core.SparseWeights(np.ones((2, 2), dtype=np.float32), None, ISA_ORDER[BEST + 1])
+
+
+def test_generated_code_needs_avx512_weights():
+    sw = _core.SparseWeights(np.ones((3, 4), np.float32), None, "portable")
+    with pytest.raises(ValueError, match="compressed for portable, expected avx512"):
+        _core.spmm(sw, np.ones((4, 5), np.float32), generated=True)

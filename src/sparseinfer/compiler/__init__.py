@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from sparseinfer import _core
+from sparseinfer.compiler import kernel_choice
 from sparseinfer.compiler.builder import NativeSegmentPlan, PlanBuilder
 from sparseinfer.compiler.lowering import lowering_for
 from sparseinfer.errors import ExecutionError, InputError
@@ -95,6 +96,7 @@ class CompiledGraph:
                 self.segments.append(FallbackRegion(graph, nodes, ins, outs, num_threads))
                 for n in nodes:
                     self.report.append(NodeReport(n.name, n.op, False, ("onnxruntime",)))
+        self._fit_weight_budget(graph)
         fallback_ops = sorted({r.op for r in self.report if not r.native})
         if fallback_ops:
             log.warning("sparseinfer: %d of %d nodes run on the ONNX Runtime fallback; op types: %s",
@@ -107,6 +109,27 @@ class CompiledGraph:
                         and isinstance(self.segments[0], NativeSegmentPlan)
                         and self.segments[0].inputs == list(graph.inputs)
                         and self.segments[0].outputs == list(graph.outputs) else None)
+
+    def _fit_weight_budget(self, graph: Graph) -> None:
+        """Measured choices of generated code only within the weight budget
+        (kernel_choice.fit_weight_budget); the kernel names of the layers that gave it up follow."""
+        choices = {r.name: r.choice for r in self.report if r.choice and "measured_ms" in r.choice}
+        generated = [(st.op, choices[st.node.name]) for seg in self.segments if isinstance(seg, NativeSegmentPlan)
+                     for st in seg.steps if st.node is not None and choices.get(st.node.name, {}).get("chosen")
+                     == "generated"]
+        if not generated:
+            return
+        dense = 4 * sum(v.size for v in graph.constants.values() if v.dtype == np.float32 and v.ndim >= 2)
+        kernel_choice.fit_weight_budget(generated, self.weight_bytes, dense)
+        for seg in self.segments:
+            if isinstance(seg, NativeSegmentPlan):
+                seg.kernels = {}
+                for st in seg.steps:
+                    if st.node is not None:
+                        seg.kernels.setdefault(st.node.name, []).append(st.op.kernel_name)
+        kernels = {n: tuple(k) for seg in self.segments if isinstance(seg, NativeSegmentPlan)
+                   for n, k in seg.kernels.items()}
+        self.report = [dataclasses.replace(r, kernels=kernels.get(r.name, r.kernels)) for r in self.report]
 
     def share(self) -> "CompiledGraph":
         """Another executable for the same shapes over the same compiled ops (weights held once)

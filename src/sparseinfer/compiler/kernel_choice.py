@@ -6,8 +6,21 @@ and times them on the real shapes (random data, the engine's thread count), incl
 layout reorder each one would need for its input, and keeps the faster. Layers too dense for
 the sparse kernels to have any chance (below :data:`MIN_SPARSITY`) are not timed.
 
-``SPARSEINFER_KERNELS=dense|sparse|auto`` (default auto) forces the choice, for tests and for
-users who want to compare.
+Each candidate's time is its measured run plus its weights read from memory at the bandwidth
+measured once per process: timed alone the op finds its weights in cache, in a model the layers
+before it have evicted them (the candidates differ most in this: packed dense weights, 6 bytes
+per nonzero compressed, ~13 as generated code).
+
+Sparse convolutions have two kernels: the row kernel over the compressed weights ("sparse") and,
+on AVX-512, code generated for the layer's weights ("generated", register-blocked over output
+rows; resnet50-pruned90 single-image layers ~1.1x on 3x3 convolutions and slower on the 7x7
+ones, vgg16-pruned90 1.1-1.3x). The code adds memory, so after the model is lowered
+:func:`fit_weight_budget` keeps it only while the compiled weights stay within
+``SPARSEINFER_WEIGHT_BUDGET`` (default 0.25) of the dense weights' bytes, dropping it first
+where it saves the least time per byte.
+
+``SPARSEINFER_KERNELS=dense|sparse|generated|auto`` (default auto) forces the choice, for tests
+and for users who want to compare ("generated" where a layer offers it, else "sparse").
 """
 
 from __future__ import annotations
@@ -23,7 +36,8 @@ from sparseinfer import _core
 
 MIN_SPARSITY = 0.3
 ENV_VAR = "SPARSEINFER_KERNELS"
-_MODES = ("auto", "dense", "sparse")
+_MODES = ("auto", "dense", "sparse", "generated")
+SPARSE_KERNELS = ("sparse", "generated")
 
 
 def mode() -> str:
@@ -51,6 +65,24 @@ class Candidate:
     workspace: int = 0
     reorders: Sequence[object] = ()
     reorder_sizes: Sequence[tuple[int, int]] = ()
+    weight_bytes: int = 0  # read from memory per run, in a model (see the module docstring)
+
+
+_BANDWIDTH: list[float] = []
+
+
+def memory_bandwidth() -> float:
+    """Bytes per second one thread reads from memory, measured once per process (a 64 MB sum)."""
+    if not _BANDWIDTH:
+        a = np.ones(16 << 20, dtype=np.float32)
+        a.sum()
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            a.sum()
+            best = min(best, time.perf_counter() - t0)
+        _BANDWIDTH.append(a.nbytes / best)
+    return _BANDWIDTH[0]
 
 
 def time_op(op: object, input_sizes: Sequence[int], output_size: int, workspace: int, num_threads: int,
@@ -82,24 +114,34 @@ def time_op(op: object, input_sizes: Sequence[int], output_size: int, workspace:
 def choose(candidates: Sequence[Candidate], num_threads: int) -> tuple[Candidate, dict]:
     """The fastest candidate (reorders included) and a report of every candidate's measured
     milliseconds."""
-    costs: dict[str, float] = {}
+    measured: dict[str, float] = {}
+    weights: dict[str, float] = {}
     for cand in candidates:
         t = time_op(cand.op, cand.input_sizes, cand.output_size, cand.workspace, num_threads)
         for reorder, (n_in, n_out) in zip(cand.reorders, cand.reorder_sizes):
             t += time_op(reorder, [n_in], n_out, 0, num_threads)
-        costs[cand.name] = t * 1e3
-    best = min(candidates, key=lambda c: costs[c.name])
-    return best, {"measured_ms": {k: round(v, 4) for k, v in costs.items()}, "chosen": best.name}
+        measured[cand.name] = t * 1e3
+        weights[cand.name] = cand.weight_bytes / memory_bandwidth() * 1e3
+    best = min(candidates, key=lambda c: measured[c.name] + weights[c.name])
+    report = {"measured_ms": {k: round(v, 4) for k, v in measured.items()}, "chosen": best.name}
+    if any(c.weight_bytes for c in candidates):
+        report["weights_ms"] = {k: round(v, 4) for k, v in weights.items()}
+    return best, report
+
+
+def is_sparse(choice: dict | None) -> bool:
+    """Whether a layer's recorded choice runs one of the sparse kernels."""
+    return bool(choice) and choice.get("chosen") in SPARSE_KERNELS
 
 
 def decide(report: dict, w: np.ndarray, candidates: Callable[[], Sequence[Candidate]], num_threads: int,
-           unfit: str | None = None) -> bool:
-    """Whether a layer with weights ``w`` runs its sparse candidate: forced by
-    ``SPARSEINFER_KERNELS``, dense in auto mode below :data:`MIN_SPARSITY`, otherwise the faster
-    of ``candidates()`` (a "dense" and a "sparse" one, built only when they are timed).
-    ``unfit`` (why the sparse kernel cannot take this layer, when it cannot) means dense
-    in every mode, with that reason in ``report["reason"]``. Fills ``report`` with the sparsity,
-    the mode, the measured ms and the choice."""
+           unfit: str | None = None, generated: bool = False) -> str:
+    """Which kernel a layer with weights ``w`` runs: "dense", "sparse" or (when the layer offers
+    it: ``generated``) "generated". Forced by ``SPARSEINFER_KERNELS``, dense in auto mode below
+    :data:`MIN_SPARSITY`, otherwise the fastest of ``candidates()`` (named like the kernels,
+    built only when they are timed). ``unfit`` (why the sparse kernels cannot take this layer,
+    when they cannot) means dense in every mode, with that reason in ``report["reason"]``.
+    Fills ``report`` with the sparsity, the mode, the measured ms and the choice."""
     sparsity = weight_sparsity(w)
     forced = mode()
     report.update({"weight_sparsity": round(float(sparsity), 4), "mode": forced})
@@ -107,10 +149,56 @@ def decide(report: dict, w: np.ndarray, candidates: Callable[[], Sequence[Candid
         report["reason"] = unfit
     if unfit or forced == "dense" or (forced == "auto" and sparsity < MIN_SPARSITY):
         report["chosen"] = "dense"
-        return False
-    if forced == "sparse":
-        report["chosen"] = "sparse"
-        return True
-    _, measured = choose(candidates(), num_threads)
-    report.update(measured)
-    return measured["chosen"] == "sparse"
+    elif forced in SPARSE_KERNELS:
+        report["chosen"] = "generated" if forced == "generated" and generated else "sparse"
+    else:
+        _, measured = choose(candidates(), num_threads)
+        report.update(measured)
+    return report["chosen"]
+
+
+BUDGET_VAR = "SPARSEINFER_WEIGHT_BUDGET"
+DEFAULT_WEIGHT_BUDGET = 0.25
+
+
+def weight_budget() -> float:
+    """The share of the dense weights' bytes generated code may fill the compiled weights up to
+    (``SPARSEINFER_WEIGHT_BUDGET``, default 0.25)."""
+    raw = os.environ.get(BUDGET_VAR, "").strip()
+    if not raw:
+        return DEFAULT_WEIGHT_BUDGET
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ValueError(f"{BUDGET_VAR}={raw!r}: expected a number >= 0 (a share of the dense weights' bytes)")
+    return value
+
+
+def cost_ms(choice: dict, name: str) -> float:
+    """A candidate's cost as the choice weighed it (measured plus weights read)."""
+    return choice["measured_ms"][name] + choice.get("weights_ms", {}).get(name, 0.0)
+
+
+def fit_weight_budget(generated: Sequence[tuple[object, dict]], total_bytes: int, dense_bytes: int) -> int:
+    """Drops generated code (``op.drop_generated()``; the choice then says "sparse" and why) from
+    the layers in ``generated`` ((SparseConvOp, its measured choice) pairs) until the compiled
+    weights (``total_bytes`` now) fit ``weight_budget()`` x ``dense_bytes`` or none is left,
+    first where it saves the least time per byte. Returns the bytes after. (Layers forced to
+    generated code by ``SPARSEINFER_KERNELS`` are not passed here: they keep it.)"""
+    limit = weight_budget() * dense_bytes
+
+    def saving_per_byte(item):
+        op, choice = item
+        return (cost_ms(choice, "sparse") - cost_ms(choice, "generated")) / max(1, op.generated_bytes)
+
+    for op, choice in sorted(generated, key=saving_per_byte):
+        if total_bytes <= limit:
+            break
+        total_bytes -= op.generated_bytes
+        op.drop_generated()
+        choice["chosen"] = "sparse"
+        choice["reason"] = (f"generated code dropped: the compiled weights would exceed {BUDGET_VAR}="
+                            f"{weight_budget():g} of the dense weights' {dense_bytes} bytes")
+    return total_bytes

@@ -603,10 +603,11 @@ class FusedConvLowering(Lowering):
         groups = int(node.attr("group", 1))
         act = (node.attr("activation", "none"), float(node.attr("alpha", 0.0)), float(node.attr("beta", 0.0)))
         op = _core.ConvOp(w, bias, strides, pads, dil, groups, list(shape), *act, _core.active_isa(), bool(r_name))
-        if groups == 1 and self._sparse_wins(b, node, op, w, bias, strides, pads, dil, shape, act, r_name):
+        kernel = self._choose(b, node, op, w, bias, strides, pads, dil, shape, act, r_name) if groups == 1 else "dense"
+        if kernel != "dense":
             layout = sparse_layout(shape)
             op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(), bool(r_name),
-                                    layout == "cnhw")
+                                    layout == "cnhw", kernel == "generated")
             x = b.read(x_name, layouts=(layout,))
             ins = [x] + ([b.read(r_name, layouts=(layout,))] if r_name else [])
             outs = [b.write(node.outputs[0], layout=layout)]
@@ -620,33 +621,42 @@ class FusedConvLowering(Lowering):
         b.add(op, ins, [y], node)
 
     @staticmethod
-    def _sparse_wins(b, node, dense_op, w, bias, strides, pads, dil, shape, act, r_name) -> bool:
-        """Sparse (plain NCHW, compressed weights) or dense (NCHWc, packed) for this conv: forced
-        by SPARSEINFER_KERNELS, else measured (kernel_choice). Records the decision in b.choices."""
+    def _choose(b, node, dense_op, w, bias, strides, pads, dil, shape, act, r_name) -> str:
+        """Dense (NCHWc, packed) or sparse (plain NCHW, compressed weights; on AVX-512 also as
+        generated code) for this conv: forced by SPARSEINFER_KERNELS, else measured
+        (kernel_choice). Records the decision in b.choices."""
         sparse_layout_ = sparse_layout(shape)
         out_shape = b.graph.shapes[node.outputs[0]]
         x_name = node.inputs[0]
+        generated = _core.active_isa() == "avx512"
 
         def candidates():
-            sparse_op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(),
-                                           bool(r_name), sparse_layout_ == "cnhw")
+            def sparse_op(gen):
+                return _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(),
+                                          bool(r_name), sparse_layout_ == "cnhw", gen)
+            ops = [("dense", dense_op, "plain" if dense_op.input_is_nchw else "nchwc"),
+                   ("sparse", sparse_op(False), sparse_layout_)]
+            if generated:
+                ops.append(("generated", sparse_op(True), sparse_layout_))
             cands = []
-            for name, op, layout in (("dense", dense_op, "plain" if dense_op.input_is_nchw else "nchwc"),
-                                     ("sparse", sparse_op, sparse_layout_)):
-                out_layout = sparse_layout_ if name == "sparse" else "nchwc"
+            for name, op, layout in ops:
+                out_layout = "nchwc" if name == "dense" else sparse_layout_
                 sizes = [b.physical_size(shape, layout)]
                 if r_name:
                     sizes.append(b.physical_size(out_shape, out_layout))
                 steps = b.reorder_ops(x_name, layout)
                 reorders, reorder_sizes = [op_ for op_, _, _ in steps], [(i, o) for _, i, o in steps]
+                # What the kernel reads of its weights per run: the generated code, not the
+                # compressed form it was made from.
+                read = op.generated_bytes if name == "generated" else op.weight_bytes
                 cands.append(kernel_choice.Candidate(
                     name, op, sizes, b.physical_size(out_shape, out_layout),
-                    int(op.workspace_floats) if name == "sparse" else 0, reorders, reorder_sizes))
+                    0 if name == "dense" else int(op.workspace_floats), reorders, reorder_sizes, int(read)))
             return cands
 
         report = b.choices[node.name] = {}
         unfit = _spmm_columns_unfit(w.shape[1] * w.shape[2] * w.shape[3])
-        return kernel_choice.decide(report, w, candidates, b.num_threads, unfit)
+        return kernel_choice.decide(report, w, candidates, b.num_threads, unfit, generated)
 
 
 # The spmm kernel stores column indices as uint16 (at most _SPMM_MAX_K weight columns: K of a
@@ -726,7 +736,7 @@ class FusedGemmLowering(Lowering):
         unfit = _spmm_columns_unfit(k)
         if unfit is None and (k - 1) * m > _INT32_MAX:
             unfit = f"(K - 1) x tokens = {(k - 1) * m} exceeds the sparse kernel's int32 offsets"
-        return sparse() if kernel_choice.decide(report, w, candidates, b.num_threads, unfit) else dense()
+        return dense() if kernel_choice.decide(report, w, candidates, b.num_threads, unfit) == "dense" else sparse()
 
 
 register(DOMAIN, ("FusedConv",), FusedConvLowering())

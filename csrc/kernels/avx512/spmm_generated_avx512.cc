@@ -1,0 +1,393 @@
+// AVX-512 f32 spmm by code generated for the weights' pattern (see spmm.h, "Generated code").
+// Register-blocked over output rows: a block of 28 output rows x 16 positions lives in zmm0-27;
+// the block's nonzeros are visited column by column, each input vector loaded once (zmm28-31,
+// rotating) and used by every nonzero of its column in the block, each weight an embedded-
+// broadcast memory operand. Which accumulator a nonzero feeds is in the instruction, so the
+// code is generated per weights: one chunk per (column panel, row block).
+//
+// The input is packed per tile and panel as one 16-position slice per vector ([v][k][16]): a
+// chunk then reads 64 contiguous bytes per column from a 16 KiB slice that stays in L1 while
+// every row block of the panel runs over it (a slice strided through a wider row would use a
+// quarter of L1's sets). Accumulators go to a per-thread block between panels; after the last
+// panel each row block's epilogue runs right after its chunk, while its sums are in L1.
+#include <immintrin.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/avx512/vec_math.h"
+#include "kernels/spmm.h"
+#include "runtime/thread_pool.h"
+
+namespace si {
+namespace {
+
+constexpr int kRowBlock = 28;    // accumulators zmm0-27
+constexpr int kXRegs = 4;        // zmm28-31 hold input vectors, rotating
+constexpr int kTileVectors = 8;  // 16-position vectors per tile
+// Code per group of row blocks (see GeneratedCode::groups): measured on Zen 4, 32-64 KiB (the L1i and
+// the op cache) run 1.3-1.5x faster than one group per panel when a panel holds more code.
+constexpr size_t kGroupCode = size_t(64) << 10;
+
+// The few instructions the chunks use (EVEX encodings; zmm numbers 0-31). ABI: rdi = the input
+// slice (row k at 64 k bytes), rsi = the block's accumulators (row r at 64 r bytes), rdx = the
+// chunk's weights in code order.
+struct Emitter {
+  uint8_t* p;
+  static uint8_t rbits(int a) { return uint8_t(((a & 8) ? 0 : 0x80) | ((a & 16) ? 0 : 0x10)); }
+  void acc_move(int a, int r, bool store) {  // vmovups zmm_a, [rsi + 64 r] (or the store)
+    const uint8_t b[] = {0x62, uint8_t(rbits(a) | 0x61), 0x7C, 0x48, uint8_t(store ? 0x11 : 0x10),
+                         uint8_t(0x40 | ((a & 7) << 3) | 6), uint8_t(r)};
+    put(b, sizeof b);
+  }
+  void zero(int a) {  // vpxord zmm_a, zmm_a, zmm_a
+    const uint8_t hi = (a & 8) ? 0 : 1, top = (a & 16) ? 0 : 1;
+    const uint8_t b[] = {0x62, uint8_t((hi << 7) | (top << 6) | (hi << 5) | (top << 4) | 0x01),
+                         uint8_t(((~a & 15) << 3) | 0x05), uint8_t(0x40 | (top << 3)), 0xEF,
+                         uint8_t(0xC0 | ((a & 7) << 3) | (a & 7))};
+    put(b, sizeof b);
+  }
+  void load_x(int x, int k) {  // vmovups zmm_x, [rdi + 64 k]
+    const uint8_t p0 = uint8_t(rbits(x) | 0x61);
+    if (k < 128) {
+      const uint8_t b[] = {0x62, p0, 0x7C, 0x48, 0x10, uint8_t(0x40 | ((x & 7) << 3) | 7), uint8_t(k)};
+      put(b, sizeof b);
+    } else {
+      const int32_t d = k * 64;
+      const uint8_t b[] = {0x62, p0, 0x7C, 0x48, 0x10, uint8_t(0x80 | ((x & 7) << 3) | 7)};
+      put(b, sizeof b);
+      put(&d, 4);
+    }
+  }
+  void fma(int a, int x, int idx) {  // vfmadd231ps zmm_a, zmm_x, [rdx + 4 idx]{1to16}
+    const uint8_t b[] = {0x62, uint8_t(rbits(a) | 0x62), uint8_t(((~x & 15) << 3) | 0x05),
+                         uint8_t(0x50 | ((x & 16) ? 0 : 0x08)), 0xB8, uint8_t(0x40 | ((a & 7) << 3) | 2),
+                         uint8_t(int8_t(idx))};
+    put(b, sizeof b);
+  }
+  void bump_weights() {  // add rdx, 512
+    const uint8_t b[] = {0x48, 0x81, 0xC2, 0x00, 0x02, 0x00, 0x00};
+    put(b, sizeof b);
+  }
+  void ret() { *p++ = 0xC3; }
+  void put(const void* b, size_t n) {
+    std::memcpy(p, b, n);
+    p += n;
+  }
+};
+
+using Chunk = void (*)(const float* x, float* acc, const float* w);
+
+}  // namespace
+
+// Executable memory the generator writes and then runs: mapped read-write while emitting,
+// read-execute while running (never both).
+class GeneratedCode {
+ public:
+  GeneratedCode() = default;
+  GeneratedCode(const GeneratedCode&) = delete;
+  GeneratedCode& operator=(const GeneratedCode&) = delete;
+  ~GeneratedCode() {
+    if (mem_) munmap(mem_, cap_);
+  }
+  uint8_t* writable(size_t bytes) {
+    if (bytes > cap_) {
+      if (mem_) munmap(mem_, cap_);
+      mem_ = nullptr;
+      cap_ = (bytes + 0xFFFF) & ~size_t(0xFFFF);
+      void* p = mmap(nullptr, cap_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) {
+        cap_ = 0;
+        throw std::runtime_error("spmm (generated): cannot map " + std::to_string(bytes) + " bytes of code memory");
+      }
+      mem_ = static_cast<uint8_t*>(p);
+    } else if (mprotect(mem_, cap_, PROT_READ | PROT_WRITE) != 0) {
+      throw std::runtime_error("spmm (generated): cannot make code memory writable");
+    }
+    return mem_;
+  }
+  void seal() {
+    if (mprotect(mem_, cap_, PROT_READ | PROT_EXEC) != 0)
+      throw std::runtime_error("spmm (generated): cannot make code memory executable");
+  }
+  const uint8_t* data() const { return mem_; }
+
+  std::vector<uint32_t> code_off;  // per chunk (panel-major, then row block)
+  std::vector<uint32_t> val_off;   // per chunk: its first weight in vals
+  std::vector<float> vals;         // the weights in code order
+  int blocks = 0;
+  size_t code_size = 0;  // bytes of code emitted
+  // Row blocks run in groups, all vectors of a tile per group, so that a group's code stays in
+  // the caches while the vectors reuse it: per panel, groups + 1 block starts.
+  int groups = 0;
+  std::vector<uint32_t> group_start;
+
+ private:
+  uint8_t* mem_ = nullptr;
+  size_t cap_ = 0;
+};
+
+// Emits every chunk of W into `jc`.
+static void generate_chunks(const SparseWeights& W, GeneratedCode& jc) {
+  const int M = W.M(), P = W.panels(), pk = W.panel_k();
+  jc.blocks = (M + kRowBlock - 1) / kRowBlock;
+  const size_t chunks = size_t(P) * jc.blocks, nnz = W.nnz();
+  // Bound: per nonzero an FMA (7 B) and at most one input load (10 B), per 128 weights a bump,
+  // per chunk the accumulators in (or zeroed) and out and a ret.
+  const size_t bound = nnz * 17 + (nnz / 128 + chunks) * 7 + chunks * (2 * 7 * kRowBlock + 1);
+  if (bound > (size_t(1) << 32)) throw std::invalid_argument("spmm (generated): the weights need more than 4 GiB of code");
+  uint8_t* base = jc.writable(bound + 8);
+  Emitter e{base};
+  // vfmadd231ps zmm_r, zmm_(28 + xs), [rdx + 4 idx]{1to16} with idx = 0, per accumulator and
+  // input register.
+  uint64_t fma_template[kRowBlock][kXRegs];
+  for (int r = 0; r < kRowBlock; ++r)
+    for (int xs = 0; xs < kXRegs; ++xs) {
+      uint8_t b[8] = {};
+      Emitter t{b};
+      t.fma(r, 32 - kXRegs + xs, 0);
+      std::memcpy(&fma_template[r][xs], b, 8);
+    }
+  jc.code_off.resize(chunks);
+  jc.val_off.resize(chunks);
+  jc.vals.resize(nnz);
+  float* vals = jc.vals.data();
+  size_t nv = 0;
+  std::vector<int32_t> start(size_t(pk) + 1), fill_at(static_cast<size_t>(pk));
+  std::vector<uint8_t> row_of(nnz ? size_t(kRowBlock) * pk : 0);
+  std::vector<float> val_of(row_of.size());
+  const int32_t* rs = W.row_start();
+  const uint16_t* cols = W.cols();
+  const float* values = W.values();
+  for (int p = 0; p < P; ++p) {
+    const int k0 = p * pk, kn = std::min(pk, W.K() - k0);
+    for (int b = 0; b < jc.blocks; ++b) {
+      const size_t c = size_t(p) * jc.blocks + b;
+      jc.code_off[c] = static_cast<uint32_t>(e.p - base);
+      jc.val_off[c] = static_cast<uint32_t>(nv);
+      const int m0 = b * kRowBlock, rows = std::min(kRowBlock, M - m0);
+      const int32_t* seg = rs + size_t(p) * M + m0;
+      // Counting sort of the block's nonzeros by column (rows ascending within a column).
+      std::fill(start.begin(), start.begin() + kn + 1, 0);
+      for (int32_t i = seg[0]; i < seg[rows]; ++i) ++start[cols[i] - k0 + 1];
+      for (int k = 0; k < kn; ++k) start[k + 1] += start[k];
+      std::copy(start.begin(), start.begin() + kn, fill_at.begin());
+      for (int r = 0; r < rows; ++r)
+        for (int32_t i = seg[r]; i < seg[r + 1]; ++i) {
+          const int32_t j = fill_at[cols[i] - k0]++;
+          row_of[j] = static_cast<uint8_t>(r);
+          val_of[j] = values[i];
+        }
+      for (int r = 0; r < rows; ++r) p == 0 ? e.zero(r) : e.acc_move(r, r, false);
+      int xi = 0, idx = 0;
+      for (int k = 0; k < kn; ++k) {
+        if (start[k] == start[k + 1]) continue;
+        const int xs = xi++ % kXRegs;
+        e.load_x(32 - kXRegs + xs, k);
+        for (int32_t j = start[k]; j < start[k + 1]; ++j) {
+          if (idx == 128) {
+            e.bump_weights();
+            idx = 0;
+          }
+          // The FMA's 7 bytes as one 8-byte store (the buffer has slack past the last one).
+          const uint64_t ins = fma_template[row_of[j]][xs] | (uint64_t(uint8_t(idx++)) << 48);
+          std::memcpy(e.p, &ins, 8);
+          e.p += 7;
+          vals[nv++] = val_of[j];
+        }
+      }
+      for (int r = 0; r < rows; ++r) e.acc_move(r, r, true);
+      e.ret();
+    }
+  }
+  jc.code_size = size_t(e.p - base);
+  // Groups of consecutive row blocks of at most kGroupCode bytes of code (at least one block),
+  // the same cut for every panel (the largest panel's chunks decide).
+  std::vector<uint32_t> cut{0};
+  size_t run = 0;
+  for (int b = 0; b < jc.blocks; ++b) {
+    size_t worst = 0;
+    for (int p = 0; p < P; ++p) {
+      const size_t c = size_t(p) * jc.blocks + b;
+      const size_t end = c + 1 < chunks ? jc.code_off[c + 1] : jc.code_size;
+      worst = std::max(worst, end - jc.code_off[c]);
+    }
+    if (run > 0 && run + worst > kGroupCode) {
+      cut.push_back(uint32_t(b));
+      run = 0;
+    }
+    run += worst;
+  }
+  cut.push_back(uint32_t(jc.blocks));
+  jc.groups = int(cut.size()) - 1;
+  jc.group_start.clear();
+  for (int p = 0; p < P; ++p) jc.group_start.insert(jc.group_start.end(), cut.begin(), cut.end());
+  jc.seal();
+}
+
+namespace {
+
+// The tile's input rows [k0, k1) for positions [q, q + w) into slices dst[v][k - k0][16]
+// (row stride 16 floats, slice stride pk x 16), lanes past w zero. `a` gives the input and
+// its map (SpmmArgs: shared with the row kernels' helpers).
+void pack_slices(const SpmmArgs& a, int64_t q, int w, int k0, int k1, float* dst, int pk) {
+  const int nv = (w + 15) / 16;
+  const int64_t slice = int64_t(pk) * 16;
+  const int64_t next_q = q + w < a.q1 ? q + w : -1;  // the next tile: its runs prefetched
+  const int next_w = static_cast<int>(std::min<int64_t>(a.q1 - q - w, int64_t(16) * kTileVectors));
+  if (a.map.row_len == 0) {
+    const float* x = a.in + q;
+    for (int k = k0; k < k1; ++k) {
+      const float* src = x + a.col_off[k];
+      if (next_q >= 0) spmm_prefetch_run(src + w, next_w);
+      float* d = dst + int64_t(k - k0) * 16;
+      for (int v = 0; v < nv; ++v) {
+        const int lanes = std::min(16, w - 16 * v);
+        const __mmask16 m = lanes == 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
+        _mm512_store_ps(d + v * slice, _mm512_maskz_loadu_ps(m, src + 16 * v));
+      }
+    }
+    return;
+  }
+  struct Piece {
+    int v;
+    __mmask16 lanes;
+    int64_t off;
+  };
+  Piece pieces[16 * kTileVectors + kTileVectors];  // a run per position at most, + a split per vector
+  int n = 0;
+  spmm_tile_pieces<16>(a, q, w, [&](int v, int l0, int l1, int64_t off) {
+    pieces[n++] = {v, static_cast<__mmask16>(((1u << l1) - 1) & ~((1u << l0) - 1)), off};
+  });
+  const int64_t next = next_q >= 0 ? spmm_source(a, next_q) : -1;
+  for (int k = k0; k < k1; ++k) {
+    const float* src = a.in + a.col_off[k];
+    if (next >= 0) spmm_prefetch_run(src + next, next_w);
+    float* d = dst + int64_t(k - k0) * 16;
+    __m512 vec = _mm512_setzero_ps();
+    int cur = pieces[0].v;
+    for (int i = 0; i < n; ++i) {
+      if (pieces[i].v != cur) {
+        _mm512_store_ps(d + cur * slice, vec);
+        vec = _mm512_setzero_ps();
+        cur = pieces[i].v;
+      }
+      vec = _mm512_mask_loadu_ps(vec, pieces[i].lanes, src + pieces[i].off);
+    }
+    _mm512_store_ps(d + cur * slice, vec);
+  }
+}
+
+// act(acc + bias + residual) of rows [m0, m0 + rows) x lanes [0, lanes) of vector v at q.
+void epilogue(const SpmmArgs& a, const float* acc, int m0, int rows, int64_t q, int lanes) {
+  const __mmask16 lm = lanes == 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
+  for (int r = 0; r < rows; ++r) {
+    const int m = m0 + r;
+    __m512 s = _mm512_add_ps(_mm512_load_ps(acc + 16 * r), _mm512_set1_ps(a.bias ? a.bias[m] : 0.f));
+    if (a.residual) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(lm, a.residual + m * a.ldo + q));
+    if (a.act != Activation::kNone) s = avx512::activate(s, a.act, a.alpha, a.beta);
+    _mm512_mask_storeu_ps(a.out + m * a.ldo + q, lm, s);
+  }
+}
+
+// Positions [a.q0, a.q1) of rows [0, M): tiles of kTileVectors vectors; per panel the tile is
+// packed, then every chunk of the panel runs on each vector's slice.
+void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& a, float* pack, float* acc) {
+  const int P = W.panels(), pk = W.panel_k(), M = W.M();
+  const int64_t mpad = int64_t(jc.blocks) * kRowBlock;
+  const uint8_t* code = jc.data();
+  for (int64_t q = a.q0; q < a.q1; q += 16 * kTileVectors) {
+    const int w = static_cast<int>(std::min<int64_t>(16 * kTileVectors, a.q1 - q));
+    const int nv = (w + 15) / 16;
+    for (int p = 0; p < P; ++p) {
+      const int k0 = p * pk, k1 = std::min(W.K(), k0 + pk);
+      pack_slices(a, q, w, k0, k1, pack, pk);
+      const uint32_t* groups = jc.group_start.data() + size_t(p) * (jc.groups + 1);
+      for (int gi = 0; gi < jc.groups; ++gi)
+        for (int v = 0; v < nv; ++v) {
+          const float* x = pack + int64_t(v) * pk * 16;
+          float* acc_v = acc + v * mpad * 16;
+          for (uint32_t b = groups[gi]; b < groups[gi + 1]; ++b) {
+            const size_t c = size_t(p) * jc.blocks + b;
+            float* acc_b = acc_v + int64_t(b) * kRowBlock * 16;
+            reinterpret_cast<Chunk>(code + jc.code_off[c])(x, acc_b, jc.vals.data() + jc.val_off[c]);
+            if (p + 1 == P)
+              epilogue(a, acc_b, int(b) * kRowBlock, std::min(kRowBlock, M - int(b) * kRowBlock), q + 16 * v,
+                       std::min(16, w - 16 * v));
+          }
+        }
+    }
+  }
+}
+
+// A 64-byte aligned per-thread buffer of at least n floats (Slot 0: packed slices, 1: sums).
+template <int Slot>
+float* thread_buffer(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n + 16) buf.resize(n + 16);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return buf.data() + ((64 - p % 64) % 64) / sizeof(float);
+}
+
+}  // namespace
+
+GeneratedSpmm::GeneratedSpmm(const SparseWeights& W) : W_(W), code_(std::make_unique<GeneratedCode>()) {
+  if (W.isa() != Isa::kAvx512)
+    throw std::invalid_argument(std::string("spmm (generated): the weights are compressed for ") + isa_name(W.isa()) +
+                                ", expected avx512");
+  if (W.K() > 0 && W.M() > 0) generate_chunks(W, *code_);
+}
+
+GeneratedSpmm::~GeneratedSpmm() = default;
+
+size_t GeneratedSpmm::bytes() const {
+  return code_->code_size + code_->vals.size() * sizeof(float) + code_->code_off.size() * 2 * sizeof(uint32_t);
+}
+
+void GeneratedSpmm::run(const float* in, int64_t Q, float* out, int64_t ldo, const Epilogue& ep, ThreadPool* pool,
+                         const SpmmInputMap* map) const {
+  const SparseWeights& W = W_;
+  if (map && (map->row_len < 1 || map->img_len < map->row_len || map->img_len % map->row_len != 0))
+    throw std::invalid_argument("spmm (generated): an input map needs row_len >= 1 and img_len a multiple of row_len");
+  if (Q <= 0 || W.M() <= 0) return;
+  SpmmArgs base{};
+  base.col_off = W.col_off();
+  base.in = in;
+  base.map = map ? *map : SpmmInputMap{0, 0, 0, 0};
+  base.out = out;
+  base.ldo = ldo;
+  base.bias = ep.bias;
+  base.residual = ep.residual;
+  base.act = ep.act;
+  base.alpha = ep.alpha;
+  base.beta = ep.beta;
+  if (W.K() == 0) {  // no columns: the epilogue of zero sums
+    std::vector<float> zeros(16 * size_t(kRowBlock) + 16, 0.f);
+    float* z = zeros.data() + ((64 - reinterpret_cast<uintptr_t>(zeros.data()) % 64) % 64) / sizeof(float);
+    for (int64_t q = 0; q < Q; q += 16)
+      for (int m0 = 0; m0 < W.M(); m0 += kRowBlock)
+        epilogue(base, z, m0, std::min(kRowBlock, W.M() - m0), q, static_cast<int>(std::min<int64_t>(16, Q - q)));
+    return;
+  }
+  const int64_t tile = 16 * kTileVectors, tiles = (Q + tile - 1) / tile;
+  const int threads = pool ? std::min<int64_t>(pool->num_threads(), tiles) : 1;
+  const size_t pack_floats = size_t(kTileVectors) * W.panel_k() * 16;
+  const size_t acc_floats = size_t(kTileVectors) * code_->blocks * kRowBlock * 16;
+  auto part = [&](size_t t) {
+    SpmmArgs a = base;
+    a.q0 = std::min(Q, (int64_t(t) * tiles / threads) * tile);
+    a.q1 = std::min(Q, ((int64_t(t) + 1) * tiles / threads) * tile);
+    if (a.q0 >= a.q1) return;
+    run_range(W, *code_, a, thread_buffer<0>(pack_floats), thread_buffer<1>(acc_floats));
+  };
+  if (threads > 1)
+    pool->parallel_for_static(size_t(threads), part);
+  else
+    part(0);
+}
+
+}  // namespace si
