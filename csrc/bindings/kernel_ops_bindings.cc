@@ -166,7 +166,11 @@ void bind_kernel_ops(nb::module_& m) {
       .def_prop_ro("generated_bytes", &SparseConvOp::generated_bytes,
                    "Bytes of the generated code and its copy of the weights (0 without).")
       .def("drop_generated", &SparseConvOp::drop_generated,
-           "Frees the generated code: the row kernel over the compressed weights runs from then on.");
+           "Frees the generated code: the row kernel over the compressed weights runs from then on.")
+      .def_prop_ro("releasable_bytes", &SparseConvOp::releasable_bytes,
+                   "Bytes release_compressed() frees (0 without generated code).")
+      .def("release_compressed", &SparseConvOp::release_compressed,
+           "With generated code: frees the compressed nonzeros it was made from (then it cannot be dropped).");
 
   nb::class_<SparseLinearOp, Op>(m, "SparseLinearOp",
                                  "y[T, N] = act(x[T, K] @ W[K, N] + bias + residual) with W compressed "

@@ -59,16 +59,6 @@ int power_of_two_dividing(const std::vector<int32_t>& col_off) {
   return align;
 }
 
-// A 64-byte aligned per-thread buffer of at least n floats, grown once per thread to the
-// largest size asked for (Slot 0: packed input, 1: partial sums).
-template <int Slot>
-float* thread_buffer(size_t n) {
-  thread_local std::vector<float> buf;
-  if (buf.size() < n + 16) buf.resize(n + 16);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return buf.data() + ((64 - p % 64) % 64) / sizeof(float);
-}
-
 }  // namespace
 
 // ---- SparseWeights ----
@@ -118,7 +108,16 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
     }
   }
   row_start_.back() = static_cast<int32_t>(val_.size());
+  nnz_ = val_.size();
   for (int m = 0; m < M; ++m) row_nnz_[m + 1] += row_nnz_[m];  // counts -> prefix sums
+}
+
+void SparseWeights::release_nonzeros() {
+  std::vector<float>().swap(val_);
+  std::vector<uint16_t>().swap(col_);
+  std::vector<int32_t>().swap(row_start_);
+  std::vector<int32_t>().swap(row_nnz_);
+  released_ = true;
 }
 
 SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
@@ -205,6 +204,7 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
               const Epilogue& ep, ThreadPool* pool, const SpmmInputMap* map) {
   if (map && (map->row_len < 1 || map->img_len < map->row_len || map->img_len % map->row_len != 0))
     throw std::invalid_argument("spmm_f32: an input map needs row_len >= 1 and img_len a multiple of row_len");
+  if (W.released()) throw std::logic_error("spmm_f32: the weights' nonzeros were released (generated code holds them)");
   const int M = W.M();
   if (Q <= 0 || M <= 0) return;
   const SpmmKernel kernel = kernel_for(W.isa());
@@ -243,8 +243,8 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
   // Partial sums between panels (Q == 1 runs as a matrix-vector product and needs none).
   const bool partial = W.panels() > 1 && Q > 1;
   auto buffers = [&](SpmmArgs& a) {
-    if (pack) a.pack = thread_buffer<0>(pack_floats);
-    if (partial) a.acc = thread_buffer<1>(size_t(a.m1 - a.m0) * size_t(tile));
+    if (pack) a.pack = spmm_thread_buffer<0>(pack_floats);
+    if (partial) a.acc = spmm_thread_buffer<1>(size_t(a.m1 - a.m0) * size_t(tile));
   };
 
   const int threads = pool ? pool->num_threads() : 1;

@@ -11,6 +11,8 @@
 // Q edges: 32/16-wide (AVX-512) / 16/8-wide (AVX2) remainder tiles, last vector masked.
 // Q == 1 (a linear layer on one token) runs as a sparse matrix-vector product instead: 16 (8)
 // nonzeros per step with their inputs gathered, one horizontal sum per row.
+// Besides them, GeneratedSpmm (below, AVX-512): code generated for one weight matrix, faster
+// where its input vectors can be reused across output rows, at ~14.5 bytes per nonzero.
 //
 // Storage (all ISAs alike), 6 bytes per nonzero: the nonzeros as two parallel arrays (SoA),
 // float values and uint16 column indices k, plus a per-weights table col_off[K] (int32 element
@@ -75,7 +77,7 @@ class SparseWeights {
 
   int M() const { return M_; }
   int K() const { return K_; }
-  size_t nnz() const { return val_.size(); }
+  size_t nnz() const { return nnz_; }
   Isa isa() const { return isa_; }
   // Memory of the compressed form: 6 bytes per nonzero + 4 per column + 4 per row and panel
   // (+ 4) + 4 per row (+ 4), i.e. 6 nnz + 4 K + 4 (panels M + 1) + 4 (M + 1).
@@ -89,6 +91,17 @@ class SparseWeights {
   // Largest col_offsets[k] (over all k, -1 when K == 0): the input must hold at least
   // max_col_offset() + Q floats.
   int64_t max_col_offset() const { return max_col_offset_; }
+
+  // Frees the nonzeros (values, columns, row starts and counts): the shape, the panels and the
+  // offset table stay, for generated code that holds its own copy of the weights
+  // (GeneratedSpmm). spmm_f32 refuses released weights (std::logic_error); bytes() shrinks by
+  // nonzero_bytes().
+  void release_nonzeros();
+  bool released() const { return released_; }
+  size_t nonzero_bytes() const {
+    return val_.size() * sizeof(float) + col_.size() * sizeof(uint16_t) + row_start_.size() * sizeof(int32_t) +
+           row_nnz_.size() * sizeof(int32_t);
+  }
 
   // The same weights with every offset multiplied by `factor` (for weights built with
   // col_offsets[k] = k: the plain [K, Q] layout once its row stride is known): only the col_off
@@ -112,6 +125,8 @@ class SparseWeights {
  private:
   SparseWeights() = default;
   int M_ = 0, K_ = 0;
+  size_t nnz_ = 0;
+  bool released_ = false;
   Isa isa_ = Isa::kPortable;
   int64_t max_col_offset_ = -1;
   std::vector<float> val_;
@@ -231,6 +246,16 @@ inline void spmm_tile_pieces(const SpmmArgs& a, int64_t q, int w, const F& f) {
 inline void spmm_prefetch_run(const float* src, int floats) {
   for (int j = 0; j < floats; j += 16) __builtin_prefetch(src + j, 0, 2);
   __builtin_prefetch(src + floats - 1, 0, 2);
+}
+
+// A 64-byte aligned per-thread buffer of at least n floats, grown once per thread to the
+// largest size asked for (Slot 0: packed input, 1: partial sums).
+template <int Slot>
+float* spmm_thread_buffer(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n + 16) buf.resize(n + 16);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return buf.data() + ((64 - p % 64) % 64) / sizeof(float);
 }
 
 // The rows of the tile at q, as every ISA kernel sweeps them: packed, panel by panel (pack(k0,

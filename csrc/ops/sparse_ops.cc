@@ -204,8 +204,13 @@ std::string SparseConvOp::kernel_name_for(bool generated) const {
 }
 
 void SparseConvOp::drop_generated() {
+  if (w_.released()) throw std::logic_error("SparseConvOp: the compressed weights were released, the code stays");
   program_.reset();
   name_ = kernel_name_for(false);
+}
+
+void SparseConvOp::release_compressed() {
+  if (program_) w_.release_nonzeros();
 }
 
 void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {

@@ -57,10 +57,14 @@ class SparseConvOp : public Op {
   }
   size_t workspace_floats() const { return ws_in_; }
   size_t nnz() const { return w_.nnz(); }
-  // Bytes of the generated code and its weights (0 without), and giving them up (the row kernel
-  // over the compressed weights runs from then on; not while the op runs).
+  // Bytes of the generated code and its weights (0 without); giving them up (the row kernel
+  // over the compressed weights runs from then on); or, keeping them, freeing the compressed
+  // nonzeros they were made from (releasable_bytes(); the code can then no longer be dropped).
+  // Neither while the op runs.
   size_t generated_bytes() const { return program_ ? program_->bytes() : 0; }
+  size_t releasable_bytes() const { return program_ ? w_.nonzero_bytes() : 0; }
   void drop_generated();
+  void release_compressed();
 
  private:
   void subsample(const float* x, float* ws, ThreadPool* pool) const;

@@ -120,11 +120,15 @@ class Engine:
             return CompiledGraph(optimize(gn), self.num_cores, self.pin_threads)  # (not imported again)
         tail = None
         cut = micro_batch.batched_tail(g1)
+        # The weight budget (kernel_choice) covers the engine: the streams' plan gets what the
+        # tail leaves of it.
+        limit = kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(g1)
         if cut is not None:
             g1, gn = micro_batch.split_at(g1, gn, cut)
             tail = CompiledGraph(optimize(gn), self.num_cores, self.pin_threads)
+            limit -= tail.weight_bytes
         del gn  # (its weights, before the single-image plans pack theirs)
-        first = CompiledGraph(optimize(g1), 1, self.pin_threads)
+        first = CompiledGraph(optimize(g1), 1, self.pin_threads, weight_limit=limit)
         del g1
         streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n, tail)
         sparse = any(kernel_choice.is_sparse(r.choice) for r in first.report)

@@ -113,6 +113,12 @@ def test_generated_code_memory_is_counted_and_can_be_dropped():
     assert plain.generated_bytes == 0 and gen.generated_bytes >= 11 * nnz  # >= 7 B of code + 4 of weight each
     assert gen.weight_bytes == plain.weight_bytes + gen.generated_bytes
     assert gen.kernel_name == "spmm_conv3x3_generated_avx512" and plain.kernel_name == "spmm_conv3x3_avx512"
+    assert gen.releasable_bytes == 6 * nnz + 4 * (32 + 1) + 4 * (32 + 1) and plain.releasable_bytes == 0
+    kept = _core.SparseConvOp(*args, True)
+    kept.release_compressed()  # the code stays, the compressed nonzeros go
+    assert kept.weight_bytes == gen.weight_bytes - gen.releasable_bytes and kept.nnz == nnz
+    with pytest.raises(RuntimeError, match="released"):
+        kept.drop_generated()
     gen.drop_generated()
     assert (gen.generated_bytes, gen.weight_bytes, gen.kernel_name) == (0, plain.weight_bytes, plain.kernel_name)
     with pytest.raises(ValueError, match="generated code needs avx512, got avx2"):
@@ -120,11 +126,14 @@ def test_generated_code_memory_is_counted_and_can_be_dropped():
 
 
 class _FakeOp:
-    def __init__(self, nbytes):
-        self.generated_bytes = nbytes
+    def __init__(self, nbytes, compressed):
+        self.generated_bytes, self.releasable_bytes, self.released = nbytes, compressed, False
 
     def drop_generated(self):
-        self.generated_bytes = 0
+        self.generated_bytes = self.releasable_bytes = 0
+
+    def release_compressed(self):
+        self.released = True
 
 
 def test_weight_budget_drops_generated_code_saving_least_per_byte(monkeypatch):
@@ -133,18 +142,20 @@ def test_weight_budget_drops_generated_code_saving_least_per_byte(monkeypatch):
     def choice(sparse_ms, generated_ms):
         return {"measured_ms": {"sparse": sparse_ms, "generated": generated_ms}, "chosen": "generated"}
 
-    # time saved per byte: a 1.0 / 100, b 1.0 / 400, c 0.3 / 100
-    a, b, c = _FakeOp(100), _FakeOp(400), _FakeOp(100)
+    # each adds generated - compressed bytes; time saved per added byte: a 1.0 / 100, b 1.0 / 400, c 0.3 / 100
+    a, b, c = _FakeOp(150, 50), _FakeOp(600, 200), _FakeOp(150, 50)
     layers = [(a, choice(2.0, 1.0)), (b, choice(2.0, 1.0)), (c, choice(1.0, 0.7))]
     monkeypatch.setenv("SPARSEINFER_WEIGHT_BUDGET", "0.5")
-    assert kernel_choice.fit_weight_budget(layers, total_bytes=1000, dense_bytes=1000) == 500
-    assert [op.generated_bytes for op in (a, b, c)] == [100, 0, 0]  # b (0.0025 ms/B), then c (0.003)
-    assert layers[1][1]["chosen"] == layers[2][1]["chosen"] == "sparse"
-    assert "SPARSEINFER_WEIGHT_BUDGET=0.5" in layers[1][1]["reason"]
-    assert layers[0][1]["chosen"] == "generated" and "reason" not in layers[0][1]
+    # 1000 bytes now (compressed included), 700 once the kept layers free theirs: over 500
+    assert kernel_choice.fit_weight_budget(layers, 1000, kernel_choice.weight_budget() * 1000) == 300
+    assert [op.generated_bytes for op in (a, b, c)] == [150, 0, 150]  # b (0.0025 ms/B) went, then fits
+    assert (a.released, b.released, c.released) == (True, False, True)
+    assert layers[1][1]["chosen"] == "sparse" and "SPARSEINFER_WEIGHT_BUDGET=0.5" in layers[1][1]["reason"]
+    assert layers[0][1]["chosen"] == layers[2][1]["chosen"] == "generated" and "reason" not in layers[0][1]
     monkeypatch.setenv("SPARSEINFER_WEIGHT_BUDGET", "0")
-    assert kernel_choice.fit_weight_budget(layers[:1], total_bytes=500, dense_bytes=1000) == 400
-    assert [op.generated_bytes for op in (a, b, c)] == [0, 0, 0]
+    a2, c2 = _FakeOp(150, 50), _FakeOp(150, 50)
+    assert kernel_choice.fit_weight_budget([(a2, choice(2.0, 1.0)), (c2, choice(1.0, 0.7))], 500, 0) == 200
+    assert a2.generated_bytes == c2.generated_bytes == 0 and not (a2.released or c2.released)
     monkeypatch.setenv("SPARSEINFER_WEIGHT_BUDGET", "lots")
     with pytest.raises(ValueError, match="SPARSEINFER_WEIGHT_BUDGET='lots': expected a number >= 0"):
         kernel_choice.weight_budget()

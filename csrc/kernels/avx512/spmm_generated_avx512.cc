@@ -84,8 +84,8 @@ using Chunk = void (*)(const float* x, float* acc, const float* w);
 
 }  // namespace
 
-// Executable memory the generator writes and then runs: mapped read-write while emitting,
-// read-execute while running (never both).
+// Executable memory the generator writes once and then runs: mapped read-write while emitting,
+// read-execute after (never both), the pages past the code unmapped.
 class GeneratedCode {
  public:
   GeneratedCode() = default;
@@ -94,23 +94,20 @@ class GeneratedCode {
   ~GeneratedCode() {
     if (mem_) munmap(mem_, cap_);
   }
-  uint8_t* writable(size_t bytes) {
-    if (bytes > cap_) {
-      if (mem_) munmap(mem_, cap_);
-      mem_ = nullptr;
-      cap_ = (bytes + 0xFFFF) & ~size_t(0xFFFF);
-      void* p = mmap(nullptr, cap_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-      if (p == MAP_FAILED) {
-        cap_ = 0;
-        throw std::runtime_error("spmm (generated): cannot map " + std::to_string(bytes) + " bytes of code memory");
-      }
-      mem_ = static_cast<uint8_t*>(p);
-    } else if (mprotect(mem_, cap_, PROT_READ | PROT_WRITE) != 0) {
-      throw std::runtime_error("spmm (generated): cannot make code memory writable");
+  uint8_t* allocate(size_t bytes) {
+    cap_ = (bytes + kPage - 1) / kPage * kPage;
+    void* p = mmap(nullptr, cap_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      cap_ = 0;
+      throw std::runtime_error("spmm (generated): cannot map " + std::to_string(bytes) + " bytes of code memory");
     }
+    mem_ = static_cast<uint8_t*>(p);
     return mem_;
   }
-  void seal() {
+  void seal(size_t used) {
+    code_size = used;
+    const size_t keep = std::max(kPage, (used + kPage - 1) / kPage * kPage);
+    if (keep < cap_ && munmap(mem_ + keep, cap_ - keep) == 0) cap_ = keep;
     if (mprotect(mem_, cap_, PROT_READ | PROT_EXEC) != 0)
       throw std::runtime_error("spmm (generated): cannot make code memory executable");
   }
@@ -122,11 +119,12 @@ class GeneratedCode {
   int blocks = 0;
   size_t code_size = 0;  // bytes of code emitted
   // Row blocks run in groups, all vectors of a tile per group, so that a group's code stays in
-  // the caches while the vectors reuse it: per panel, groups + 1 block starts.
+  // the caches while the vectors reuse it: groups + 1 block starts (the same in every panel).
   int groups = 0;
   std::vector<uint32_t> group_start;
 
  private:
+  static constexpr size_t kPage = 4096;
   uint8_t* mem_ = nullptr;
   size_t cap_ = 0;
 };
@@ -140,7 +138,7 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc) {
   // per chunk the accumulators in (or zeroed) and out and a ret.
   const size_t bound = nnz * 17 + (nnz / 128 + chunks) * 7 + chunks * (2 * 7 * kRowBlock + 1);
   if (bound > (size_t(1) << 32)) throw std::invalid_argument("spmm (generated): the weights need more than 4 GiB of code");
-  uint8_t* base = jc.writable(bound + 8);
+  uint8_t* base = jc.allocate(bound + 8);
   Emitter e{base};
   // vfmadd231ps zmm_r, zmm_(28 + xs), [rdx + 4 idx]{1to16} with idx = 0, per accumulator and
   // input register.
@@ -204,7 +202,7 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc) {
       e.ret();
     }
   }
-  jc.code_size = size_t(e.p - base);
+  const size_t used = size_t(e.p - base);
   // Groups of consecutive row blocks of at most kGroupCode bytes of code (at least one block),
   // the same cut for every panel (the largest panel's chunks decide).
   std::vector<uint32_t> cut{0};
@@ -213,7 +211,7 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc) {
     size_t worst = 0;
     for (int p = 0; p < P; ++p) {
       const size_t c = size_t(p) * jc.blocks + b;
-      const size_t end = c + 1 < chunks ? jc.code_off[c + 1] : jc.code_size;
+      const size_t end = c + 1 < chunks ? jc.code_off[c + 1] : used;
       worst = std::max(worst, end - jc.code_off[c]);
     }
     if (run > 0 && run + worst > kGroupCode) {
@@ -224,9 +222,8 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc) {
   }
   cut.push_back(uint32_t(jc.blocks));
   jc.groups = int(cut.size()) - 1;
-  jc.group_start.clear();
-  for (int p = 0; p < P; ++p) jc.group_start.insert(jc.group_start.end(), cut.begin(), cut.end());
-  jc.seal();
+  jc.group_start = std::move(cut);
+  jc.seal(used);
 }
 
 namespace {
@@ -306,8 +303,8 @@ void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& 
     for (int p = 0; p < P; ++p) {
       const int k0 = p * pk, k1 = std::min(W.K(), k0 + pk);
       pack_slices(a, q, w, k0, k1, pack, pk);
-      const uint32_t* groups = jc.group_start.data() + size_t(p) * (jc.groups + 1);
-      for (int gi = 0; gi < jc.groups; ++gi)
+      const uint32_t* groups = jc.group_start.data();
+      for (int gi = 0; gi < jc.groups; ++gi) {
         for (int v = 0; v < nv; ++v) {
           const float* x = pack + int64_t(v) * pk * 16;
           float* acc_v = acc + v * mpad * 16;
@@ -320,17 +317,9 @@ void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& 
                        std::min(16, w - 16 * v));
           }
         }
+      }
     }
   }
-}
-
-// A 64-byte aligned per-thread buffer of at least n floats (Slot 0: packed slices, 1: sums).
-template <int Slot>
-float* thread_buffer(size_t n) {
-  thread_local std::vector<float> buf;
-  if (buf.size() < n + 16) buf.resize(n + 16);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
-  return buf.data() + ((64 - p % 64) % 64) / sizeof(float);
 }
 
 }  // namespace
@@ -339,6 +328,7 @@ GeneratedSpmm::GeneratedSpmm(const SparseWeights& W) : W_(W), code_(std::make_un
   if (W.isa() != Isa::kAvx512)
     throw std::invalid_argument(std::string("spmm (generated): the weights are compressed for ") + isa_name(W.isa()) +
                                 ", expected avx512");
+  if (W.released()) throw std::invalid_argument("spmm (generated): the weights' nonzeros were released");
   if (W.K() > 0 && W.M() > 0) generate_chunks(W, *code_);
 }
 
@@ -382,7 +372,7 @@ void GeneratedSpmm::run(const float* in, int64_t Q, float* out, int64_t ldo, con
     a.q0 = std::min(Q, (int64_t(t) * tiles / threads) * tile);
     a.q1 = std::min(Q, ((int64_t(t) + 1) * tiles / threads) * tile);
     if (a.q0 >= a.q1) return;
-    run_range(W, *code_, a, thread_buffer<0>(pack_floats), thread_buffer<1>(acc_floats));
+    run_range(W, *code_, a, spmm_thread_buffer<0>(pack_floats), spmm_thread_buffer<1>(acc_floats));
   };
   if (threads > 1)
     pool->parallel_for_static(size_t(threads), part);

@@ -41,7 +41,7 @@ def native_fraction(report: Sequence[NodeReport]) -> float:
 class CompiledGraph:
     """The executable for one set of input shapes."""
 
-    def __init__(self, graph: Graph, num_threads: int, pin_threads: bool = False):
+    def __init__(self, graph: Graph, num_threads: int, pin_threads: bool = False, weight_limit: float | None = None):
         self.graph = graph
         self.num_threads = num_threads
         self.pin_threads = pin_threads
@@ -96,7 +96,7 @@ class CompiledGraph:
                 self.segments.append(FallbackRegion(graph, nodes, ins, outs, num_threads))
                 for n in nodes:
                     self.report.append(NodeReport(n.name, n.op, False, ("onnxruntime",)))
-        self._fit_weight_budget(graph)
+        self._fit_weight_budget(graph, weight_limit)
         fallback_ops = sorted({r.op for r in self.report if not r.native})
         if fallback_ops:
             log.warning("sparseinfer: %d of %d nodes run on the ONNX Runtime fallback; op types: %s",
@@ -110,17 +110,23 @@ class CompiledGraph:
                         and self.segments[0].inputs == list(graph.inputs)
                         and self.segments[0].outputs == list(graph.outputs) else None)
 
-    def _fit_weight_budget(self, graph: Graph) -> None:
-        """Measured choices of generated code only within the weight budget
-        (kernel_choice.fit_weight_budget); the kernel names of the layers that gave it up follow."""
-        choices = {r.name: r.choice for r in self.report if r.choice and "measured_ms" in r.choice}
+    def _fit_weight_budget(self, graph: Graph, limit: float | None) -> None:
+        """Measured choices of generated code only while the compiled weights stay within
+        ``limit`` bytes (default: the weight budget of this graph's dense weights;
+        kernel_choice.fit_weight_budget); the kernel names of the layers that gave it up follow."""
+        choices = {r.name: r.choice for r in self.report if r.choice}
         generated = [(st.op, choices[st.node.name]) for seg in self.segments if isinstance(seg, NativeSegmentPlan)
                      for st in seg.steps if st.node is not None and choices.get(st.node.name, {}).get("chosen")
                      == "generated"]
         if not generated:
             return
-        dense = 4 * sum(v.size for v in graph.constants.values() if v.dtype == np.float32 and v.ndim >= 2)
-        kernel_choice.fit_weight_budget(generated, self.weight_bytes, dense)
+        if limit is None:
+            limit = kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(graph)
+        measured = [(op, c) for op, c in generated if "measured_ms" in c]
+        kernel_choice.fit_weight_budget(measured, self.weight_bytes, limit)
+        for op, c in generated:
+            if "measured_ms" not in c:  # forced: kept whatever the budget
+                op.release_compressed()
         for seg in self.segments:
             if isinstance(seg, NativeSegmentPlan):
                 seg.kernels = {}

@@ -181,24 +181,35 @@ def cost_ms(choice: dict, name: str) -> float:
     return choice["measured_ms"][name] + choice.get("weights_ms", {}).get(name, 0.0)
 
 
-def fit_weight_budget(generated: Sequence[tuple[object, dict]], total_bytes: int, dense_bytes: int) -> int:
-    """Drops generated code (``op.drop_generated()``; the choice then says "sparse" and why) from
-    the layers in ``generated`` ((SparseConvOp, its measured choice) pairs) until the compiled
-    weights (``total_bytes`` now) fit ``weight_budget()`` x ``dense_bytes`` or none is left,
-    first where it saves the least time per byte. Returns the bytes after. (Layers forced to
-    generated code by ``SPARSEINFER_KERNELS`` are not passed here: they keep it.)"""
-    limit = weight_budget() * dense_bytes
+def dense_weight_bytes(graph) -> int:
+    """Bytes of a graph's float weights (constants of rank >= 2) stored dense: the budget's base."""
+    return 4 * sum(int(v.size) for v in graph.constants.values() if v.dtype == np.float32 and v.ndim >= 2)
+
+
+def fit_weight_budget(generated: Sequence[tuple[object, dict]], total_bytes: int, limit: float) -> int:
+    """Keeps generated code on the layers in ``generated`` ((SparseConvOp, its measured choice)
+    pairs) only while the compiled weights fit ``limit`` bytes (``weight_budget()`` x the dense
+    weights' bytes, less what other parts of the engine hold), counting that a layer keeping its
+    code frees the compressed nonzeros it was made from (``op.releasable_bytes``). Drops it
+    (``op.drop_generated()``; the choice then says "sparse" and why) first where it saves the least
+    time per byte it adds; then releases the compressed nonzeros of the layers that keep it.
+    ``total_bytes``: the compiled weights now. Returns them after. (Layers forced to generated
+    code by ``SPARSEINFER_KERNELS`` are not passed here: they keep it.)"""
 
     def saving_per_byte(item):
         op, choice = item
-        return (cost_ms(choice, "sparse") - cost_ms(choice, "generated")) / max(1, op.generated_bytes)
+        added = max(1, op.generated_bytes - op.releasable_bytes)
+        return (cost_ms(choice, "sparse") - cost_ms(choice, "generated")) / added
 
-    for op, choice in sorted(generated, key=saving_per_byte):
-        if total_bytes <= limit:
-            break
-        total_bytes -= op.generated_bytes
+    kept = sorted(generated, key=saving_per_byte)
+    after = total_bytes - sum(op.releasable_bytes for op, _ in kept)
+    while kept and after > limit:
+        op, choice = kept.pop(0)
+        after += op.releasable_bytes - op.generated_bytes
         op.drop_generated()
         choice["chosen"] = "sparse"
         choice["reason"] = (f"generated code dropped: the compiled weights would exceed {BUDGET_VAR}="
-                            f"{weight_budget():g} of the dense weights' {dense_bytes} bytes")
-    return total_bytes
+                            f"{weight_budget():g} of the dense weights' bytes")
+    for op, _ in kept:
+        op.release_compressed()
+    return after
