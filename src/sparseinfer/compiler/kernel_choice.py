@@ -13,8 +13,8 @@ per nonzero compressed, ~13 as generated code).
 
 Sparse convolutions have two kernels: the row kernel over the compressed weights ("sparse") and,
 on AVX-512, code generated for the layer's weights ("generated", register-blocked over output
-rows; resnet50-pruned90 single-image layers ~1.1x on 3x3 convolutions and slower on the 7x7
-ones, vgg16-pruned90 1.1-1.3x). The code adds memory, so after the model is lowered
+rows: faster where its code is reused from cache, slower where a small map has each image fetch
+it from memory). The code adds memory, so after the model is lowered
 :func:`fit_weight_budget` keeps it only while the compiled weights stay within
 ``SPARSEINFER_WEIGHT_BUDGET`` (default 0.25) of the dense weights' bytes, dropping it first
 where it saves the least time per byte.
