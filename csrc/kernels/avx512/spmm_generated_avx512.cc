@@ -291,9 +291,10 @@ void epilogue(const SpmmArgs& a, const float* acc, int m0, int rows, int64_t q, 
   }
 }
 
-// Positions [a.q0, a.q1) of rows [0, M): tiles of kTileVectors vectors; per panel the tile is
-// packed, then every chunk of the panel runs on each vector's slice.
-void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& a, float* pack, float* acc) {
+// Positions [a.q0, a.q1) of the rows of blocks [b0, b1): tiles of kTileVectors vectors; per panel
+// the tile is packed, then every chunk of the panel runs on each vector's slice.
+void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& a, uint32_t b0, uint32_t b1,
+               float* pack, float* acc) {
   const int P = W.panels(), pk = W.panel_k(), M = W.M();
   const int64_t mpad = int64_t(jc.blocks) * kRowBlock;
   const uint8_t* code = jc.data();
@@ -308,7 +309,7 @@ void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& 
         for (int v = 0; v < nv; ++v) {
           const float* x = pack + int64_t(v) * pk * 16;
           float* acc_v = acc + v * mpad * 16;
-          for (uint32_t b = groups[gi]; b < groups[gi + 1]; ++b) {
+          for (uint32_t b = std::max(groups[gi], b0); b < std::min(groups[gi + 1], b1); ++b) {
             const size_t c = size_t(p) * jc.blocks + b;
             float* acc_b = acc_v + int64_t(b) * kRowBlock * 16;
             reinterpret_cast<Chunk>(code + jc.code_off[c])(x, acc_b, jc.vals.data() + jc.val_off[c]);
@@ -364,15 +365,28 @@ void GeneratedSpmm::run(const float* in, int64_t Q, float* out, int64_t ldo, con
     return;
   }
   const int64_t tile = 16 * kTileVectors, tiles = (Q + tile - 1) / tile;
-  const int threads = pool ? std::min<int64_t>(pool->num_threads(), tiles) : 1;
+  const int blocks = code_->blocks;
+  const int threads = pool ? std::min(pool->num_threads(), blocks) : 1;
   const size_t pack_floats = size_t(kTileVectors) * W.panel_k() * 16;
-  const size_t acc_floats = size_t(kTileVectors) * code_->blocks * kRowBlock * 16;
+  const size_t acc_floats = size_t(kTileVectors) * blocks * kRowBlock * 16;
+  // At least two tiles per thread: each thread its block of positions (the same thread for the
+  // same positions layer after layer, as in spmm_f32); fewer (a small map, one image): each
+  // thread its share of the row blocks over every position, packing the input itself.
+  const bool by_rows = tiles < 2 * threads;
   auto part = [&](size_t t) {
     SpmmArgs a = base;
-    a.q0 = std::min(Q, (int64_t(t) * tiles / threads) * tile);
-    a.q1 = std::min(Q, ((int64_t(t) + 1) * tiles / threads) * tile);
-    if (a.q0 >= a.q1) return;
-    run_range(W, *code_, a, spmm_thread_buffer<0>(pack_floats), spmm_thread_buffer<1>(acc_floats));
+    uint32_t b0 = 0, b1 = uint32_t(blocks);
+    if (by_rows) {
+      a.q0 = 0;
+      a.q1 = Q;
+      b0 = uint32_t(int64_t(t) * blocks / threads);
+      b1 = uint32_t((int64_t(t) + 1) * blocks / threads);
+    } else {
+      a.q0 = std::min(Q, (int64_t(t) * tiles / threads) * tile);
+      a.q1 = std::min(Q, ((int64_t(t) + 1) * tiles / threads) * tile);
+    }
+    if (a.q0 >= a.q1 || b0 >= b1) return;
+    run_range(W, *code_, a, b0, b1, spmm_thread_buffer<0>(pack_floats), spmm_thread_buffer<1>(acc_floats));
   };
   if (threads > 1)
     pool->parallel_for_static(size_t(threads), part);
