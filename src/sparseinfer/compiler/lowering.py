@@ -603,11 +603,12 @@ class FusedConvLowering(Lowering):
         groups = int(node.attr("group", 1))
         act = (node.attr("activation", "none"), float(node.attr("alpha", 0.0)), float(node.attr("beta", 0.0)))
         op = _core.ConvOp(w, bias, strides, pads, dil, groups, list(shape), *act, _core.active_isa(), bool(r_name))
-        kernel = self._choose(b, node, op, w, bias, strides, pads, dil, shape, act, r_name) if groups == 1 else "dense"
+        kernel, timed = (self._choose(b, node, op, w, bias, strides, pads, dil, shape, act, r_name) if groups == 1
+                         else ("dense", None))
         if kernel != "dense":
             layout = sparse_layout(shape)
-            op = _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(), bool(r_name),
-                                    layout == "cnhw", kernel == "generated")
+            op = timed or _core.SparseConvOp(w, bias, strides, pads, dil, list(shape), *act, _core.active_isa(),
+                                             bool(r_name), layout == "cnhw", kernel == "generated")
             x = b.read(x_name, layouts=(layout,))
             ins = [x] + ([b.read(r_name, layouts=(layout,))] if r_name else [])
             outs = [b.write(node.outputs[0], layout=layout)]
@@ -621,14 +622,16 @@ class FusedConvLowering(Lowering):
         b.add(op, ins, [y], node)
 
     @staticmethod
-    def _choose(b, node, dense_op, w, bias, strides, pads, dil, shape, act, r_name) -> str:
+    def _choose(b, node, dense_op, w, bias, strides, pads, dil, shape, act, r_name) -> tuple[str, object]:
         """Dense (NCHWc, packed) or sparse (plain NCHW, compressed weights; on AVX-512 also as
         generated code) for this conv: forced by SPARSEINFER_KERNELS, else measured
-        (kernel_choice). Records the decision in b.choices."""
+        (kernel_choice). Records the decision in b.choices. Returns the kernel and, when it was
+        timed, its sparse op (not built twice: generating code takes time)."""
         sparse_layout_ = sparse_layout(shape)
         out_shape = b.graph.shapes[node.outputs[0]]
         x_name = node.inputs[0]
         generated = _core.active_isa() == "avx512"
+        built: dict[str, object] = {}
 
         def candidates():
             def sparse_op(gen):
@@ -638,6 +641,7 @@ class FusedConvLowering(Lowering):
                    ("sparse", sparse_op(False), sparse_layout_)]
             if generated:
                 ops.append(("generated", sparse_op(True), sparse_layout_))
+            built.update((name, op) for name, op, _ in ops[1:])
             cands = []
             for name, op, layout in ops:
                 out_layout = "nchwc" if name == "dense" else sparse_layout_
@@ -656,7 +660,8 @@ class FusedConvLowering(Lowering):
 
         report = b.choices[node.name] = {}
         unfit = _spmm_columns_unfit(w.shape[1] * w.shape[2] * w.shape[3])
-        return kernel_choice.decide(report, w, candidates, b.num_threads, unfit, generated)
+        kernel = kernel_choice.decide(report, w, candidates, b.num_threads, unfit, generated)
+        return kernel, built.get(kernel)
 
 
 # The spmm kernel stores column indices as uint16 (at most _SPMM_MAX_K weight columns: K of a
