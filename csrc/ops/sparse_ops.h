@@ -52,9 +52,7 @@ class SparseConvOp : public Op {
   SparseConvOp(SparseConvOp&&) = delete;  // the generated program points at w_
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
   const char* kernel_name() const override { return name_.c_str(); }
-  size_t weight_bytes() const override {
-    return w_.bytes() + (program_ ? program_->bytes() : 0) + ep_.bias.size() * sizeof(float);
-  }
+  size_t weight_bytes() const override { return w_.bytes() + generated_bytes() + ep_.bias.size() * sizeof(float); }
   size_t workspace_floats() const { return ws_in_; }
   size_t nnz() const { return w_.nnz(); }
   // Bytes of the generated code and its weights (0 without); giving them up (the row kernel

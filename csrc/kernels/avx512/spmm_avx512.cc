@@ -5,6 +5,7 @@
 // masked (fault-free).
 #include <immintrin.h>
 
+#include "kernels/avx512/spmm_pack.h"
 #include "kernels/avx512/vec_math.h"
 #include "kernels/spmm.h"
 
@@ -93,45 +94,13 @@ void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q
   }
 }
 
-// Mapped input: each vector of the tile assembled from masked loads, one per contiguous run of
-// input it spans (a run lane j reads off + j); lanes past the tile stay zero. Rows [k0, k1).
-void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w, int k0, int k1) {
-  struct Piece {
-    int v;
-    __mmask16 lanes;
-    int64_t off;
-  };
-  Piece pieces[kTile + kTile / 16];  // a run per position at most, + one split per vector
-  int n = 0;
-  spmm_tile_pieces<16>(a, q, w, [&](int v, int l0, int l1, int64_t off) {
-    pieces[n++] = {v, static_cast<__mmask16>(((1u << l1) - 1) & ~((1u << l0) - 1)), off};
-  });
-  // The next tile's source run (one run: a tile rarely spans an image row's end).
-  const int64_t next = q + kTile < a.q1 ? spmm_source(a, q + kTile) : -1;
-  const int next_w = static_cast<int>(a.q1 - q - kTile < kTile ? a.q1 - q - kTile : kTile);
-  for (int k = k0; k < k1; ++k) {
-    const float* src = a.in + a.col_off[k];
-    if (next >= 0) spmm_prefetch_run(src + next, next_w);
-    float* dst = a.pack + int64_t(k - k0) * kTile;
-    __m512 vec = _mm512_setzero_ps();
-    int cur = pieces[0].v;
-    for (int i = 0; i < n; ++i) {
-      if (pieces[i].v != cur) {
-        _mm512_store_ps(dst + 16 * cur, vec);
-        vec = _mm512_setzero_ps();
-        cur = pieces[i].v;
-      }
-      vec = _mm512_mask_loadu_ps(vec, pieces[i].lanes, src + pieces[i].off);
-    }
-    _mm512_store_ps(dst + 16 * cur, vec);
-  }
-}
-
 // The tile's input rows [k0, k1) (the last vector masked: zeros past the edge) into a.pack, row
 // stride kTile, every row on a vector boundary (mapped inputs: pack_tile_mapped).
 template <int NV, bool MASK>
 void pack_tile(const SpmmArgs& a, int64_t q, __mmask16 lm, int k0, int k1) {
-  if (a.map.row_len) return pack_tile_mapped(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile), k0, k1);
+  if (a.map.row_len)
+    return avx512::spmm_pack_mapped<kTile>(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile), k0, k1,
+                                           a.pack, kTile, 16, kTile);
   const float* x = a.in + q;
   const int next_w = static_cast<int>(a.q1 - q - kTile < kTile ? a.q1 - q - kTile : kTile);
   for (int k = k0; k < k1; ++k) {

@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/avx512/spmm_pack.h"
 #include "kernels/avx512/vec_math.h"
 #include "kernels/spmm.h"
 #include "runtime/thread_pool.h"
@@ -119,8 +120,8 @@ class GeneratedCode {
   int blocks = 0;
   size_t code_size = 0;  // bytes of code emitted
   // Row blocks run in groups, all vectors of a tile per group, so that a group's code stays in
-  // the caches while the vectors reuse it: groups + 1 block starts (the same in every panel).
-  int groups = 0;
+  // the caches while the vectors reuse it: each group's first block, then `blocks` (the same
+  // cut in every panel).
   std::vector<uint32_t> group_start;
 
  private:
@@ -221,7 +222,6 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc) {
     run += worst;
   }
   cut.push_back(uint32_t(jc.blocks));
-  jc.groups = int(cut.size()) - 1;
   jc.group_start = std::move(cut);
   jc.seal(used);
 }
@@ -234,13 +234,13 @@ namespace {
 void pack_slices(const SpmmArgs& a, int64_t q, int w, int k0, int k1, float* dst, int pk) {
   const int nv = (w + 15) / 16;
   const int64_t slice = int64_t(pk) * 16;
-  const int64_t next_q = q + w < a.q1 ? q + w : -1;  // the next tile: its runs prefetched
-  const int next_w = static_cast<int>(std::min<int64_t>(a.q1 - q - w, int64_t(16) * kTileVectors));
   if (a.map.row_len == 0) {
+    const bool more = q + w < a.q1;  // the next tile: its runs prefetched
+    const int next_w = static_cast<int>(std::min<int64_t>(a.q1 - q - w, int64_t(16) * kTileVectors));
     const float* x = a.in + q;
     for (int k = k0; k < k1; ++k) {
       const float* src = x + a.col_off[k];
-      if (next_q >= 0) spmm_prefetch_run(src + w, next_w);
+      if (more) spmm_prefetch_run(src + w, next_w);
       float* d = dst + int64_t(k - k0) * 16;
       for (int v = 0; v < nv; ++v) {
         const int lanes = std::min(16, w - 16 * v);
@@ -250,33 +250,7 @@ void pack_slices(const SpmmArgs& a, int64_t q, int w, int k0, int k1, float* dst
     }
     return;
   }
-  struct Piece {
-    int v;
-    __mmask16 lanes;
-    int64_t off;
-  };
-  Piece pieces[16 * kTileVectors + kTileVectors];  // a run per position at most, + a split per vector
-  int n = 0;
-  spmm_tile_pieces<16>(a, q, w, [&](int v, int l0, int l1, int64_t off) {
-    pieces[n++] = {v, static_cast<__mmask16>(((1u << l1) - 1) & ~((1u << l0) - 1)), off};
-  });
-  const int64_t next = next_q >= 0 ? spmm_source(a, next_q) : -1;
-  for (int k = k0; k < k1; ++k) {
-    const float* src = a.in + a.col_off[k];
-    if (next >= 0) spmm_prefetch_run(src + next, next_w);
-    float* d = dst + int64_t(k - k0) * 16;
-    __m512 vec = _mm512_setzero_ps();
-    int cur = pieces[0].v;
-    for (int i = 0; i < n; ++i) {
-      if (pieces[i].v != cur) {
-        _mm512_store_ps(d + cur * slice, vec);
-        vec = _mm512_setzero_ps();
-        cur = pieces[i].v;
-      }
-      vec = _mm512_mask_loadu_ps(vec, pieces[i].lanes, src + pieces[i].off);
-    }
-    _mm512_store_ps(d + cur * slice, vec);
-  }
+  avx512::spmm_pack_mapped<16 * kTileVectors>(a, q, w, k0, k1, dst, 16, slice, 16 * kTileVectors);
 }
 
 // act(acc + bias + residual) of rows [m0, m0 + rows) x lanes [0, lanes) of vector v at q.
@@ -305,7 +279,7 @@ void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& 
       const int k0 = p * pk, k1 = std::min(W.K(), k0 + pk);
       pack_slices(a, q, w, k0, k1, pack, pk);
       const uint32_t* groups = jc.group_start.data();
-      for (int gi = 0; gi < jc.groups; ++gi) {
+      for (size_t gi = 0; gi + 1 < jc.group_start.size(); ++gi) {
         for (int v = 0; v < nv; ++v) {
           const float* x = pack + int64_t(v) * pk * 16;
           float* acc_v = acc + v * mpad * 16;

@@ -127,12 +127,6 @@ class CompiledGraph:
         for op, c in generated:
             if "measured_ms" not in c:  # forced: kept whatever the budget
                 op.release_compressed()
-        for seg in self.segments:
-            if isinstance(seg, NativeSegmentPlan):
-                seg.kernels = {}
-                for st in seg.steps:
-                    if st.node is not None:
-                        seg.kernels.setdefault(st.node.name, []).append(st.op.kernel_name)
         kernels = {n: tuple(k) for seg in self.segments if isinstance(seg, NativeSegmentPlan)
                    for n, k in seg.kernels.items()}
         self.report = [dataclasses.replace(r, kernels=kernels.get(r.name, r.kernels)) for r in self.report]

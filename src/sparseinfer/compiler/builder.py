@@ -66,8 +66,17 @@ class NativeSegmentPlan:
     inputs: list[str]
     outputs: list[str]
     output_shapes: list[tuple[int, ...]]
-    kernels: dict[str, list[str]] = field(default_factory=dict)  # node name -> kernel names
     steps: list[Step] = field(default_factory=list)
+
+    @property
+    def kernels(self) -> dict[str, list[str]]:
+        """Node name -> the kernel names its steps run (as they are now: an op may give up its
+        generated code after lowering)."""
+        out: dict[str, list[str]] = {}
+        for st in self.steps:
+            if st.node is not None:
+                out.setdefault(st.node.name, []).append(st.op.kernel_name)
+        return out
 
 
 class PlanBuilder:
@@ -294,11 +303,8 @@ class PlanBuilder:
                 slot[r] = plan.add_constant_slot(as_words(const))
             return slot[r]
 
-        kernels: dict[str, list[str]] = {}
         for st in self.steps:
             plan.add_op(st.op, [slot_of(p) for p in st.inputs], [slot_of(p) for p in st.outputs])
-            if st.node is not None:
-                kernels.setdefault(st.node.name, []).append(st.op.kernel_name)
         plan.set_arena_size(arena)
         return NativeSegmentPlan(plan, list(self.inputs), list(outputs),
-                                 [tuple(self.graph.shapes[o]) for o in outputs], kernels, self.steps)
+                                 [tuple(self.graph.shapes[o]) for o in outputs], self.steps)
