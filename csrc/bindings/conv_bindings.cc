@@ -253,11 +253,12 @@ void bind_conv(nb::module_& m) {
          std::vector<int> pads, std::vector<int> dilations, bool count_include_pad, bool ceil_mode, int channels,
          const std::string& isa_s, int num_threads) {
         const Isa isa = supported_isa(isa_s);
-        const int B = nchwc_block(isa);
         const F32 a = as_f32(x, "x");
-        if (a.shape.size() != 5 || a.shape[4] != size_t(B))
-          throw std::invalid_argument("x: expected NCHWc shape (N, Cb, H, W, " + std::to_string(B) + "), got " +
-                                      shape_str(a.shape));
+        // A 4-D array is plain NCHW (block 1: the layout sparse convs read and write).
+        const int B = a.shape.size() == 4 ? 1 : nchwc_block(isa);
+        if (B > 1 && (a.shape.size() != 5 || a.shape[4] != size_t(B)))
+          throw std::invalid_argument("x: expected NCHW shape (N, C, H, W) or NCHWc shape (N, Cb, H, W, " +
+                                      std::to_string(B) + "), got " + shape_str(a.shape));
         PoolKind k;
         if (kind == "max") k = PoolKind::kMax;
         else if (kind == "avg") k = PoolKind::kAvg;
@@ -286,7 +287,9 @@ void bind_conv(nb::module_& m) {
         if (p.OH < 1 || p.OW < 1) throw std::invalid_argument("pool: the window does not fit the padded input");
         ThreadPool* tp = pool_for(num_threads);
         float* out;
-        OutArray o = new_array({a.shape[0], a.shape[1], size_t(p.OH), size_t(p.OW), size_t(B)}, &out);
+        std::vector<size_t> shape = {a.shape[0], a.shape[1], size_t(p.OH), size_t(p.OW)};
+        if (B > 1) shape.push_back(size_t(B));
+        OutArray o = new_array(shape, &out);
         nb::gil_scoped_release release;
         pool_nchwc(p, k, a.data, out, B, tp, isa);
         return o;
@@ -295,7 +298,8 @@ void bind_conv(nb::module_& m) {
       nb::arg("pads") = std::vector<int>{0, 0, 0, 0}, nb::arg("dilations") = std::vector<int>{1, 1},
       nb::arg("count_include_pad") = false, nb::arg("ceil_mode") = false, nb::arg("channels") = 0,
       nb::arg("isa") = "avx512", nb::arg("num_threads") = 1,
-      "Max ('max') or average ('avg') pooling of an NCHWc array (N, Cb, H, W, B) -> (N, Cb, OH, OW, B).");
+      "Max ('max') or average ('avg') pooling of an NCHWc array (N, Cb, H, W, B) -> (N, Cb, OH, OW, B), or of "
+      "a plain NCHW array (N, C, H, W) -> (N, C, OH, OW).");
 
   m.def(
       "global_avg_pool_nchwc",

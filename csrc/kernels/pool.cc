@@ -2,6 +2,7 @@
 #include "kernels/pool.h"
 
 #include <cstddef>
+#include <vector>
 #include <stdexcept>
 #include <string>
 

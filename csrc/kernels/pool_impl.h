@@ -73,14 +73,19 @@ void pool_impl(const PoolParams& p, const float* in, float* out, ThreadPool* tp)
   });
 }
 
-// Plain NCHW (block 1): one output row at a time, accumulated in place over whole runs of
-// output columns whose S taps all lie inside the row (a loop the compiler vectorises: the
-// column stride is a template constant for the usual 1 and 2), the edge columns one by one.
+// Plain NCHW (block 1), one output row at a time in two passes: the window's input rows
+// combined into one row buffer (contiguous, streams), then the taps along that buffer (in L1)
+// over whole runs of output columns whose S taps all lie inside the row (a loop the compiler
+// vectorises: the column stride is a template constant for the usual 1 and 2), the edge columns
+// one by one. Only edge columns have a window of their own to scale by.
 template <int SW, bool kMax>
-void pool_row_interior(const float* row, float* y, int ow0, int ow1, int stride_w, int iw_base, int S, int dil_w) {
+void pool_row_interior(const float* row, float* y, int ow0, int ow1, int stride_w, int iw_base, int S, int dil_w,
+                       float scale) {
   const int sw = SW > 0 ? SW : stride_w;
-  for (int s = 0; s < S; ++s) {
-    const float* x = row + iw_base + s * dil_w;
+  const float* x0 = row + iw_base;
+  for (int ow = ow0; ow < ow1; ++ow) y[ow] = x0[ptrdiff_t(ow) * sw];
+  for (int s = 1; s < S; ++s) {
+    const float* x = x0 + s * dil_w;
     for (int ow = ow0; ow < ow1; ++ow) {
       const float v = x[ptrdiff_t(ow) * sw];
       if constexpr (kMax) {
@@ -90,6 +95,8 @@ void pool_row_interior(const float* row, float* y, int ow0, int ow1, int stride_
       }
     }
   }
+  if (!kMax || scale != 1.f)
+    for (int ow = ow0; ow < ow1; ++ow) y[ow] *= scale;
 }
 
 template <bool kMax>
@@ -104,6 +111,8 @@ void pool_plain_impl(const PoolParams& p, const float* in, float* out, ThreadPoo
   const size_t rows = size_t(p.N) * p.C * p.OH;
   const size_t per_task = rows < 256 ? 1 : rows / 256;  // ~256 tasks: rows are short
   pool_parallel(tp, (rows + per_task - 1) / per_task, [&](size_t t) {
+    std::vector<float> buffer(size_t(p.W));
+    float* acc = buffer.data();
     for (size_t idx = t * per_task; idx < rows && idx < (t + 1) * per_task; ++idx) {
       const int oh = int(idx % p.OH);
       const size_t nc = idx / p.OH;
@@ -113,38 +122,54 @@ void pool_plain_impl(const PoolParams& p, const float* in, float* out, ThreadPoo
       int r0, r1, pr0, pr1;
       pool_tap_range(ih0, p.dil_h, p.R, p.H, r0, r1);
       pool_tap_range(ih0 + p.pad_top, p.dil_h, p.R, p.H + p.pad_top + p.pad_bottom, pr0, pr1);
-      for (int ow = 0; ow < p.OW; ++ow) y[ow] = kMax ? -3.402823466e38f : 0.f;
-      for (int r = r0; r < r1; ++r) {
-        const float* row = ic + size_t(ih0 + r * p.dil_h) * p.W;
-        if (p.stride_w == 1)
-          pool_row_interior<1, kMax>(row, y, lo, hi, 1, -p.pad_left, p.S, p.dil_w);
-        else if (p.stride_w == 2)
-          pool_row_interior<2, kMax>(row, y, lo, hi, 2, -p.pad_left, p.S, p.dil_w);
-        else
-          pool_row_interior<0, kMax>(row, y, lo, hi, p.stride_w, -p.pad_left, p.S, p.dil_w);
-        for (int side = 0; side < 2; ++side) {
-          const int e0 = side == 0 ? 0 : hi, e1 = side == 0 ? lo : p.OW;
-          for (int ow = e0; ow < e1; ++ow) {
-            const int iw0 = ow * p.stride_w - p.pad_left;
-            int s0, s1;
-            pool_tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
-            for (int s = s0; s < s1; ++s) {
-              const float v = row[iw0 + s * p.dil_w];
-              if constexpr (kMax) {
-                y[ow] = y[ow] > v ? y[ow] : v;
-              } else {
-                y[ow] += v;
-              }
+      if (r1 == r0) {  // a window wholly in the padding: no tap, output 0
+        for (int ow = 0; ow < p.OW; ++ow) y[ow] = 0.f;
+        continue;
+      }
+      // One row alone is read in place; several are combined into the buffer first.
+      const float* row = ic + size_t(ih0 + r0 * p.dil_h) * p.W;
+      if (r1 - r0 > 1) {
+        for (int iw = 0; iw < p.W; ++iw) acc[iw] = row[iw];
+        for (int r = r0 + 1; r < r1; ++r) {
+          const float* x = ic + size_t(ih0 + r * p.dil_h) * p.W;
+          for (int iw = 0; iw < p.W; ++iw) {
+            if constexpr (kMax) {
+              acc[iw] = acc[iw] > x[iw] ? acc[iw] : x[iw];
+            } else {
+              acc[iw] += x[iw];
             }
           }
         }
+        row = acc;
       }
-      for (int ow = 0; ow < p.OW; ++ow) {
-        const int iw0 = ow * p.stride_w - p.pad_left;
-        int s0, s1;
-        pool_tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
-        const float scale = pool_window_scale<kMax>(p, iw0, (r1 - r0) * (s1 - s0), pr0, pr1);
-        y[ow] = kMax ? (scale != 0.f ? y[ow] : 0.f) : y[ow] * scale;
+      if (hi > lo) {
+        const int iw0 = lo * p.stride_w - p.pad_left;
+        const float scale = pool_window_scale<kMax>(p, iw0, (r1 - r0) * p.S, pr0, pr1);
+        if (p.stride_w == 1)
+          pool_row_interior<1, kMax>(row, y, lo, hi, 1, -p.pad_left, p.S, p.dil_w, scale);
+        else if (p.stride_w == 2)
+          pool_row_interior<2, kMax>(row, y, lo, hi, 2, -p.pad_left, p.S, p.dil_w, scale);
+        else
+          pool_row_interior<0, kMax>(row, y, lo, hi, p.stride_w, -p.pad_left, p.S, p.dil_w, scale);
+      }
+      for (int side = 0; side < 2; ++side) {
+        const int e0 = side == 0 ? 0 : hi, e1 = side == 0 ? lo : p.OW;
+        for (int ow = e0; ow < e1; ++ow) {
+          const int iw0 = ow * p.stride_w - p.pad_left;
+          int s0, s1;
+          pool_tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
+          float v = kMax ? -3.402823466e38f : 0.f;
+          for (int s = s0; s < s1; ++s) {
+            const float x = row[iw0 + s * p.dil_w];
+            if constexpr (kMax) {
+              v = v > x ? v : x;
+            } else {
+              v += x;
+            }
+          }
+          const float scale = pool_window_scale<kMax>(p, iw0, (r1 - r0) * (s1 - s0), pr0, pr1);
+          y[ow] = kMax ? (scale != 0.f ? v : 0.f) : v * scale;
+        }
       }
     }
   });

@@ -1,4 +1,5 @@
-"""NCHWc pooling: max / average / global average on every supported ISA against NumPy."""
+"""Pooling: max / average in NCHWc and plain NCHW (the layout around sparse convs), global average,
+on every supported ISA against NumPy."""
 import math
 
 import numpy as np
@@ -76,6 +77,10 @@ def test_pool_random(isa, case, kind, cip, ceil_mode):
     flat = np.moveaxis(y, 4, 2).reshape(shape[0], -1, ref.shape[2], ref.shape[3])
     assert np.all(flat[:, shape[1]:] == 0)
     np.testing.assert_allclose(_core.reorder_to_nchw(y, shape[1], isa), ref, rtol=1e-5, atol=1e-5)
+    plain = _core.pool_nchwc(x, kind, k, strides=strides, pads=pads, dilations=dil, count_include_pad=cip,
+                             ceil_mode=ceil_mode, isa=isa)
+    assert plain.shape == ref.shape
+    np.testing.assert_allclose(plain, ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -95,6 +100,23 @@ def test_pool_fixed_and_threads(isa, kind, k, s, pads, cip, ceil):
     np.testing.assert_array_equal(y1, y2)
     ref = ref_pool(x, kind, k, s, pads, (1, 1), cip, ceil)
     np.testing.assert_allclose(_core.reorder_to_nchw(y1, 37, isa), ref, rtol=1e-5, atol=1e-5)
+    del kw["channels"]
+    p1 = _core.pool_nchwc(x, kind, k, **kw)
+    np.testing.assert_array_equal(p1, _core.pool_nchwc(x, kind, k, num_threads=2, **kw))
+    np.testing.assert_allclose(p1, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape,k,s", [((1, 64, 224, 224), (2, 2), (2, 2)), ((1, 3, 33, 70), (3, 3), (2, 2)),
+                                       ((2, 5, 9, 31), (2, 3), (1, 3))])
+def test_pool_plain_large_rows(isa, shape, k, s):
+    """Plain NCHW rows longer than a vector (VGG's first pool: 224 columns) through the row
+    buffer, interior and edge columns."""
+    x = np.random.default_rng(4).standard_normal(shape).astype(np.float32)
+    for kind in ("max", "avg"):
+        y = _core.pool_nchwc(x, kind, k, strides=s, pads=(0, 1, 1, 1), isa=isa, num_threads=2)
+        np.testing.assert_allclose(y, ref_pool(x, kind, k, s, (0, 1, 1, 1), (1, 1), False, False),
+                                   rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -115,8 +137,10 @@ def test_pool_bad_inputs():
     x = np.zeros((1, 1, 4, 4, 8), np.float32)
     with pytest.raises(ValueError, match="kind"):
         _core.pool_nchwc(x, "min", (2, 2), isa=isa)
+    with pytest.raises(ValueError, match="NCHW shape"):
+        _core.pool_nchwc(np.zeros((1, 4, 4), np.float32), "max", (2, 2), isa=isa)
     with pytest.raises(ValueError, match="NCHWc"):
-        _core.pool_nchwc(np.zeros((1, 1, 4, 4), np.float32), "max", (2, 2), isa=isa)
+        _core.pool_nchwc(np.zeros((1, 1, 4, 4, 3), np.float32), "max", (2, 2), isa=isa)
     with pytest.raises(ValueError):
         _core.pool_nchwc(x, "max", (5, 5), isa=isa)
     with pytest.raises(ValueError):

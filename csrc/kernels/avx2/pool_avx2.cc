@@ -1,5 +1,6 @@
 // avx2 instantiation of the NCHWc pooling kernels (pool_impl.h, vectorised by the compiler).
 #include <cstddef>
+#include <vector>
 
 #include "kernels/pool.h"
 
