@@ -9,6 +9,7 @@ from onnx import helper
 
 import sparseinfer
 from sparseinfer import _core
+from sparseinfer.compiler import kernel_choice
 
 from .conftest import f32, make_model, ort_run, pruned
 
@@ -202,6 +203,34 @@ def test_dense_layers_are_not_timed(monkeypatch):
     model, _ = conv_block(rng, 1, 16, 8, 8, 16, 3, 1, [1, 1, 1, 1], 1, sparsity=0.1, residual=False, act=False)
     choice = next(r.choice for r in sparseinfer.compile_model(model).node_report if r.op == "FusedConv")
     assert choice["chosen"] == "dense" and "measured_ms" not in choice
+
+
+def test_dense_layer_read_by_sparse_convs_is_timed_with_its_output_reorder(monkeypatch):
+    """A dense first layer (3 input channels, like VGG-16's) whose reader runs sparse: its
+    candidates are timed (the dense one with its NCHWc output's reorder to the sparse layout)
+    and the cheapest kept; a dense conv read by a pool is not timed."""
+    monkeypatch.delenv("SPARSEINFER_KERNELS", raising=False)
+    rng = np.random.default_rng(7)
+    weights = {"W1": (rng.standard_normal((16, 3, 3, 3)) / 5).astype(np.float32),  # (fan-in scaled)
+               "W2": pruned(rng, (16, 16, 3, 3), 0.9), "W3": (rng.standard_normal((16, 16, 3, 3)) / 12).astype(np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "W1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "W2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "W3"], ["c3"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c3"], ["y"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    model = make_model(nodes, [f32("x", [1, 3, 64, 64])], [f32("y", [1, 16, 32, 32])], weights)
+    feeds = {"x": rng.standard_normal((1, 3, 64, 64)).astype(np.float32)}
+    engine = sparseinfer.compile_model(model)
+    first, _, last = (r.choice for r in engine.node_report if r.op == "FusedConv")
+    assert first["weight_sparsity"] == 0 and "sparse" in first["readers"]
+    kernels = {"dense", "sparse"} | ({"generated"} if _core.active_isa() == "avx512" else set())
+    assert set(first["measured_ms"]) == kernels
+    assert first["chosen"] == min(kernels, key=lambda k: kernel_choice.cost_ms(first, k)) or "reason" in first
+    assert last["chosen"] == "dense" and "measured_ms" not in last and "readers" not in last
+    np.testing.assert_allclose(engine(**feeds)[0], ort_run(model, feeds)[0], rtol=1e-4, atol=1e-4)
 
 
 def test_convs_beyond_the_kernels_columns_stay_dense(monkeypatch):

@@ -173,14 +173,17 @@ class PlanBuilder:
         have = self.views.get(name, {})
         if not have or target in have:
             return []
-        shape = self.graph.shapes[name]
+        src = self.phys[have["plain"] if "plain" in have else next(iter(have.values()))]
+        return self.layout_change_ops(self.graph.shapes[name], src.layout, target)
+
+    def layout_change_ops(self, shape: Sequence[int], layout: str, target: str) -> list[tuple[object, int, int]]:
+        """The reorders (with input and output floats) from a float value of ``shape`` in
+        ``layout`` to ``target``, through plain when neither is plain."""
+        src = Phys("", layout, tuple(shape), self.physical_size(shape, layout))
         steps = []
-        if "plain" not in have and target != "plain":
-            src = self.phys[next(iter(have.values()))]
+        if layout != "plain" and target != "plain":
             steps.append((self._reorder_op(src, "plain"), src.size, self.physical_size(shape, "plain")))
             src = Phys("", "plain", tuple(shape), self.physical_size(shape, "plain"))
-        else:
-            src = self.phys[have["plain"] if "plain" in have else next(iter(have.values()))]
         steps.append((self._reorder_op(src, target), src.size, self.physical_size(shape, target)))
         return steps
 

@@ -137,19 +137,23 @@ def is_sparse(choice: dict | None) -> bool:
 
 
 def decide(report: dict, w: np.ndarray, candidates: Callable[[], Sequence[Candidate]], num_threads: int,
-           unfit: str | None = None, generated: bool = False) -> str:
+           unfit: str | None = None, generated: bool = False, sparse_next: bool = False) -> str:
     """Which kernel a layer with weights ``w`` runs: "dense", "sparse" or (when the layer offers
     it: ``generated``) "generated". Forced by ``SPARSEINFER_KERNELS``, dense in auto mode below
-    :data:`MIN_SPARSITY`, otherwise the fastest of ``candidates()`` (named like the kernels,
-    built only when they are timed). ``unfit`` (why the sparse kernels cannot take this layer,
-    when they cannot) means dense in every mode, with that reason in ``report["reason"]``.
-    Fills ``report`` with the sparsity, the mode, the measured ms and the choice."""
+    :data:`MIN_SPARSITY` (unless ``sparse_next``: the layer's readers run sparse, so the sparse
+    kernels' output layout may pay even on dense weights), otherwise the fastest of
+    ``candidates()`` (named like the kernels, built only when they are timed). ``unfit`` (why the
+    sparse kernels cannot take this layer, when they cannot) means dense in every mode, with that
+    reason in ``report["reason"]``. Fills ``report`` with the sparsity, the mode, the measured ms
+    and the choice."""
     sparsity = weight_sparsity(w)
     forced = mode()
     report.update({"weight_sparsity": round(float(sparsity), 4), "mode": forced})
     if unfit:
         report["reason"] = unfit
-    if unfit or forced == "dense" or (forced == "auto" and sparsity < MIN_SPARSITY):
+    if sparse_next:
+        report["readers"] = "sparse (a dense kernel's output is reordered for them: timed in its cost)"
+    if unfit or forced == "dense" or (forced == "auto" and sparsity < MIN_SPARSITY and not sparse_next):
         report["chosen"] = "dense"
     elif forced in SPARSE_KERNELS:
         report["chosen"] = "generated" if forced == "generated" and generated else "sparse"

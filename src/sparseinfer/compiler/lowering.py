@@ -632,6 +632,10 @@ class FusedConvLowering(Lowering):
         x_name = node.inputs[0]
         generated = _core.active_isa() == "avx512"
         built: dict[str, object] = {}
+        # Readers that run sparse want the output in the sparse layout: a dense kernel's NCHWc
+        # output would be reordered for them (VGG-16's first layer: 12.8 MB), which its cost
+        # includes, and a layer too dense for the sparse kernels has them timed too.
+        sparse_next = FusedConvLowering._read_by_sparse_convs(b.graph, node.outputs[0])
 
         def candidates():
             def sparse_op(gen):
@@ -649,6 +653,8 @@ class FusedConvLowering(Lowering):
                 if r_name:
                     sizes.append(b.physical_size(out_shape, out_layout))
                 steps = b.reorder_ops(x_name, layout)
+                if sparse_next and out_layout != sparse_layout_:
+                    steps += b.layout_change_ops(out_shape, out_layout, sparse_layout_)
                 reorders, reorder_sizes = [op_ for op_, _, _ in steps], [(i, o) for _, i, o in steps]
                 # What the kernel reads of its weights per run: the generated code, not the
                 # compressed form it was made from.
@@ -660,8 +666,23 @@ class FusedConvLowering(Lowering):
 
         report = b.choices[node.name] = {}
         unfit = _spmm_columns_unfit(w.shape[1] * w.shape[2] * w.shape[3])
-        kernel = kernel_choice.decide(report, w, candidates, b.num_threads, unfit, generated)
+        kernel = kernel_choice.decide(report, w, candidates, b.num_threads, unfit, generated, sparse_next)
         return kernel, built.get(kernel)
+
+    @staticmethod
+    def _read_by_sparse_convs(g: Graph, value: str) -> bool:
+        """Whether every reader of ``value`` is a conv whose weights are sparse enough for the
+        sparse kernels (so it will most likely read ``value`` in the sparse layout), and the
+        graph does not output it."""
+        readers = g.consumers().get(value, [])
+        if not readers or value in g.outputs:
+            return False
+        for r in readers:
+            w = g.constants.get(r.inputs[1]) if r.op in ("Conv", "FusedConv") and len(r.inputs) > 1 else None
+            if (w is None or w.ndim != 4 or r.inputs[0] != value or int(r.attr("group", 1)) != 1
+                    or kernel_choice.weight_sparsity(w) < kernel_choice.MIN_SPARSITY):
+                return False
+        return True
 
 
 # The spmm kernel stores column indices as uint16 (at most _SPMM_MAX_K weight columns: K of a
