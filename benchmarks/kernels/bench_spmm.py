@@ -1,4 +1,4 @@
-"""Speed of every f32 spmm variant (and, on AVX-512, the generated code) vs the dense
+"""Speed of every f32 spmm variant (and, on AVX-512, the generated code, packed and in place) vs the dense
 sgemm_packed on the same problem, same run.
 
 Problem: out[M, Q] = W[M, K] @ In[K, Q] with W pruned to a given (unstructured) sparsity.
@@ -58,9 +58,12 @@ def bench(M, K, Q, sparsity, threads, variants, repeats, min_time):
     for v in variants:
         sw = _core.SparseWeights(w, None, v)
         cands[f"spmm_{v}"] = (lambda sw=sw: _core.spmm(sw, x, num_threads=threads, out=out))
-        if v == "avx512":  # the code generated for these weights (made in the warm-up, then reused)
+        if v == "avx512":  # the code generated for these weights (made in the warm-up, then reused),
+            # reading packed copies of the input, and reading it in place (what the conv ops run)
             cands["spmm_avx512_generated"] = (
                 lambda sw=sw: _core.spmm(sw, x, num_threads=threads, out=out, generated=True))
+            cands["spmm_avx512_generated_in_place"] = (
+                lambda sw=sw: _core.spmm(sw, x, num_threads=threads, out=out, generated=True, in_place=True))
     samples = alternate(cands, repeats, min_time)
     nnz = int((w != 0).sum())
     dense_key = f"dense_{dense_isa}"

@@ -165,6 +165,8 @@ void bind_kernel_ops(nb::module_& m) {
       .def_prop_ro("nnz", &SparseConvOp::nnz)
       .def_prop_ro("generated_bytes", &SparseConvOp::generated_bytes,
                    "Bytes of the generated code and its copy of the weights (0 without).")
+      .def_prop_ro("generated_in_place", &SparseConvOp::generated_in_place,
+                   "Whether the generated code reads the input in place (else packed copies per tile).")
       .def("drop_generated", &SparseConvOp::drop_generated,
            "Frees the generated code: the row kernel over the compressed weights runs from then on.")
       .def_prop_ro("releasable_bytes", &SparseConvOp::releasable_bytes,

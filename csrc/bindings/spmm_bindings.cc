@@ -90,15 +90,17 @@ struct PySparseWeights {
     return cached;
   }
 
-  // The generated code of the last weights (as returned by for_stride) it was asked for.
+  // The generated code of the last weights (as returned by for_stride) and form it was asked for.
   std::shared_ptr<const SparseWeights> program_for;
+  bool program_in_place = false;
   std::shared_ptr<const GeneratedSpmm> program;
 
-  std::shared_ptr<const GeneratedSpmm> program_of(const std::shared_ptr<const SparseWeights>& sw) {
+  std::shared_ptr<const GeneratedSpmm> program_of(const std::shared_ptr<const SparseWeights>& sw, bool in_place) {
     std::lock_guard<std::mutex> lock(mu);
-    if (program_for != sw) {
-      program = std::make_shared<const GeneratedSpmm>(*sw);
+    if (program_for != sw || program_in_place != in_place) {
+      program = std::make_shared<const GeneratedSpmm>(*sw, in_place);
       program_for = sw;
+      program_in_place = in_place;
     }
     return program;
   }
@@ -183,7 +185,7 @@ void bind_spmm(nb::module_& m) {
       [](PySparseWeights& pw, const InArray& input, std::optional<int64_t> Q_opt,
          const std::optional<InArray>& bias, const std::optional<InArray>& residual,
          const std::string& activation, float alpha, float beta, int num_threads,
-         const nb::object& out, bool generated) {
+         const nb::object& out, bool generated, bool in_place) {
         const int M = pw.w->M(), K = pw.w->K();
         check_f32_cpu(input, "input");
         if (input.ndim() != 1 && input.ndim() != 2)
@@ -271,7 +273,8 @@ void bind_spmm(nb::module_& m) {
         }
         ThreadPool* pool = pool_for(num_threads);
         const float* in = static_cast<const float*>(input.data());
-        const std::shared_ptr<const GeneratedSpmm> program = generated ? pw.program_of(sw) : nullptr;
+        if (in_place && !generated) fail("in_place=True needs generated=True");
+        const std::shared_ptr<const GeneratedSpmm> program = generated ? pw.program_of(sw, in_place) : nullptr;
         {
           nb::gil_scoped_release release;
           if (res) {
@@ -292,11 +295,12 @@ void bind_spmm(nb::module_& m) {
       nb::arg("weights"), nb::arg("input"), nb::arg("Q") = nb::none(), nb::arg("bias") = nb::none(),
       nb::arg("residual") = nb::none(), nb::arg("activation") = "none", nb::arg("alpha") = 0.f,
       nb::arg("beta") = 0.f, nb::arg("num_threads") = 1, nb::arg("out") = nb::none(),
-      nb::arg("generated") = false,
+      nb::arg("generated") = false, nb::arg("in_place") = false,
       "out[M, Q] = activation(W @ In + bias[:, None] + residual), input row k at "
       "input.flat[col_offsets[k]:][:Q] (or input[k, :Q] for weights built without col_offsets). "
       "generated=True: by code generated for these weights (avx512 weights only), once per weights "
-      "and input row stride.");
+      "and input row stride; in_place=True: code that reads the input in place instead of packed "
+      "copies.");
 }
 
 }  // namespace si

@@ -157,14 +157,19 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
 
 // Generated code (AVX-512 only; spmm_generated_avx512.cc): the same product by code generated for the
 // weights' pattern, register-blocked over output rows (28 rows x 16 positions in zmm0-27, each
-// input vector loaded once per column of a row block instead of once per nonzero). The input is
-// always packed (per tile, one 16-position slice per vector). GeneratedSpmm generates the code
-// of one SparseWeights (compressed for avx512) once; W must outlive it. bytes(): its memory
-// (code, the weights in code order, chunk tables).
+// input vector loaded once per column of a row block instead of once per nonzero). The code
+// either reads a packed copy of each tile (one 16-position slice per vector) or, in_place, the
+// input where it is (each column's offset in the load; vectors cut at the map's rows, their last
+// lanes masked): then the input must be laid out as W's col_offsets said (a conv's planes), and
+// every col_offset must fit a 32-bit byte displacement (can_read_in_place). GeneratedSpmm
+// generates the code of one SparseWeights (compressed for avx512) once; W must outlive it.
+// bytes(): its memory (code, the weights in code order, chunk tables).
 class GeneratedCode;
 class GeneratedSpmm {
  public:
-  explicit GeneratedSpmm(const SparseWeights& W);
+  explicit GeneratedSpmm(const SparseWeights& W, bool in_place = false);
+  static bool can_read_in_place(const SparseWeights& W);
+  bool in_place() const;
   ~GeneratedSpmm();
   GeneratedSpmm(const GeneratedSpmm&) = delete;
   GeneratedSpmm& operator=(const GeneratedSpmm&) = delete;

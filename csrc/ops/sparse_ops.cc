@@ -35,6 +35,16 @@ int64_t subsample_stride(const ConvParams& p, int nb) {
   return (q + 15) / 16 * 16;
 }
 
+// Whether a conv's generated code reads its input in place rather than a packed copy per tile
+// (spmm.h, GeneratedSpmm): where that measured faster on Zen 4 (resnet50 and VGG-16 layers in the
+// model, one core): at most 128 output channels, so that few row blocks share each tile's copy
+// (1.1-1.35x; with 512-1024, 0.8x), and rows of the map (in place a vector never crosses one) that
+// fill at least 7/8 of their vectors' lanes (7-pixel rows fill 7 of 16: 0.75x).
+bool in_place_pays(const SparseWeights& w, int64_t row_len) {
+  if (w.M() > 128 || !GeneratedSpmm::can_read_in_place(w)) return false;
+  return row_len * 8 >= (row_len + 15) / 16 * 16 * 7;
+}
+
 // One input offset per weight column (c, r, s) in OIHW order, relative to the planes of one
 // call's nb images (direct) or to the padded, phase-split workspace. Channel c's nb planes
 // are consecutive in both layouts (CNHW; NCHW has nb = 1).
@@ -193,7 +203,7 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
   if (generated) {
     if (isa != Isa::kAvx512)
       throw std::invalid_argument(std::string("SparseConvOp: generated code needs avx512, got ") + isa_name(isa));
-    program_ = std::make_unique<GeneratedSpmm>(w_);
+    program_ = std::make_unique<GeneratedSpmm>(w_, in_place_pays(w_, subsample_ || direct_ ? Q_ : OW_));
   }
   name_ = kernel_name_for(generated);
 }

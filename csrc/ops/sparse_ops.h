@@ -40,7 +40,9 @@ struct SparseEpilogue {
 //     workspace, and the spmm reads each output pixel's taps there through an SpmmInputMap
 //     (rows of OW pixels, Wh apart): exactly the output pixels are computed, straight into y.
 // generated (AVX-512 only): the spmm runs code generated for these weights at construction
-// (GeneratedSpmm, spmm.h), faster on most layers at the price of its memory (weight_bytes).
+// (GeneratedSpmm, spmm.h), faster on most layers at the price of its memory (weight_bytes);
+// reading the input in place where that pays (few output channels, rows that fill the vectors),
+// else packed copies.
 // batch_major: x, y and the residual are C x N x H x W ("CNHW") instead of NCHW, so that the
 // whole batch is one spmm over N x positions (long runs of Q even at 7x7) instead of N short ones.
 // C x R x S (the weight columns) must be at most kSpmmMaxK (std::invalid_argument otherwise).
@@ -61,6 +63,9 @@ class SparseConvOp : public Op {
   // Neither while the op runs.
   size_t generated_bytes() const { return program_ ? program_->bytes() : 0; }
   size_t releasable_bytes() const { return program_ ? w_.nonzero_bytes() : 0; }
+  // Whether the generated code reads the input in place (where that pays: in_place_pays in
+  // sparse_ops.cc).
+  bool generated_in_place() const { return program_ && program_->in_place(); }
   void drop_generated();
   void release_compressed();
 

@@ -66,6 +66,10 @@ CASES = [  # (n, c, h, w, k, kernel, stride, pads, dil)
     (3, 8, 9, 9, 16, 3, 2, [1, 1, 1, 1], 1),          # 3x3 stride 2, batch 3
     (2, 8, 10, 10, 8, 3, 1, [0, 0, 0, 0], 1),         # valid: rows past OH in every plane
     (4, 8, 8, 8, 8, 1, 2, [0, 0, 0, 0], 1),           # 1x1 stride 2, batch 4
+    # rows that fill the vectors: generated code reads the (padded) input in place
+    (1, 8, 16, 16, 12, 3, 1, [1, 1, 1, 1], 1),        # 16-pixel rows
+    (2, 6, 30, 30, 8, 3, 2, [1, 1, 1, 1], 1),         # 15-pixel rows, stride 2, batch 2
+    (1, 5, 9, 40, 12, 3, 1, [1, 1, 1, 1], 1),         # 40-pixel rows: a full and a masked vector each
 ]
 
 
@@ -124,6 +128,23 @@ def test_generated_code_memory_is_counted_and_can_be_dropped():
     assert (gen.generated_bytes, gen.weight_bytes, gen.kernel_name) == (0, plain.weight_bytes, plain.kernel_name)
     with pytest.raises(ValueError, match="generated code needs avx512, got avx2"):
         _core.SparseConvOp(*args[:9], "avx2", False, False, True)
+
+
+@pytest.mark.skipif(_core.best_isa() != "avx512", reason="generated code is AVX-512 only")
+@pytest.mark.parametrize("k,c,hw,kernel,in_place", [
+    (64, 64, 56, 3, True),     # resnet50 layer1 3x3: few output channels, 56-pixel rows
+    (128, 512, 28, 1, True),   # a 1x1 reduce: its planes are one run
+    (256, 256, 56, 3, False),  # many output channels share each packed tile
+    (64, 64, 7, 3, False),     # 7-pixel rows would fill 7 of 16 lanes
+])
+def test_generated_code_reads_in_place_where_it_pays(k, c, hw, kernel, in_place):
+    w = pruned(np.random.default_rng(9), (k, c, kernel, kernel), 0.9)
+    pads = [kernel // 2] * 4
+    op = _core.SparseConvOp(w, None, [1, 1], pads, [1, 1], [1, c, hw, hw], "none", 0.0, 0.0, "avx512", False,
+                            False, True)
+    assert op.generated_in_place == in_place
+    assert not _core.SparseConvOp(w, None, [1, 1], pads, [1, 1], [1, c, hw, hw], "none", 0.0, 0.0, "avx512",
+                                  False, False, False).generated_in_place
 
 
 class _FakeOp:

@@ -1,6 +1,7 @@
 """Every variant of the f32 spmm family (sparse W x dense channel-major input) against a NumPy
-float64 reference: the ISA kernels over the compressed weights, and "avx512-generated", the code
-generated for the weights (``_core.spmm(..., generated=True)``)."""
+float64 reference: the ISA kernels over the compressed weights, "avx512-generated", the code
+generated for the weights (``_core.spmm(..., generated=True)``), reading packed copies of the input,
+and "avx512-generated-in-place", the code that reads the input where it is (``in_place=True``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ BEST = ISA_ORDER.index(_core.best_isa())
 VARIANTS = [
     pytest.param(v, marks=pytest.mark.skipif(ISA_ORDER.index(v.split("-")[0]) > BEST,
                                              reason=f"CPU lacks {v.split('-')[0]} (best: {_core.best_isa()})"))
-    for v in _core.spmm_variants() + ["avx512-generated"]
+    for v in _core.spmm_variants() + ["avx512-generated", "avx512-generated-in-place"]
 ]
 
 
@@ -32,7 +33,7 @@ def weights(w, offsets, variant, **kw):
 
 
 def spmm(variant, sw, *args, **kw):
-    return _core.spmm(sw, *args, generated=variant.endswith("-generated"), **kw)
+    return _core.spmm(sw, *args, generated="-generated" in variant, in_place=variant.endswith("-in-place"), **kw)
 SPARSITIES = [0.0, 0.5, 0.9, 0.99, 1.0]
 
 
@@ -420,3 +421,6 @@ def test_generated_code_needs_avx512_weights():
     sw = _core.SparseWeights(np.ones((3, 4), np.float32), None, "portable")
     with pytest.raises(ValueError, match="compressed for portable, expected avx512"):
         _core.spmm(sw, np.ones((4, 5), np.float32), generated=True)
+    with pytest.raises(ValueError, match="in_place=True needs generated=True"):
+        _core.spmm(_core.SparseWeights(np.ones((3, 4), np.float32), None, "avx512"), np.ones((4, 5), np.float32),
+                   in_place=True)

@@ -5,15 +5,20 @@
 // broadcast memory operand. Which accumulator a nonzero feeds is in the instruction, so the
 // code is generated per weights: one chunk per (column panel, row block).
 //
-// The input is packed per tile and panel as one 16-position slice per vector ([v][k][16]): a
-// chunk then reads 64 contiguous bytes per column from a 16 KiB slice that stays in L1 while
-// every row block of the panel runs over it (a slice strided through a wider row would use a
-// quarter of L1's sets). Accumulators go to a per-thread block between panels; after the last
-// panel each row block's epilogue runs right after its chunk, while its sums are in L1.
+// Packed code reads a copy of the input made per tile and panel, one 16-position slice per
+// vector ([v][k][16]): a chunk then reads 64 contiguous bytes per column from a 16 KiB slice that
+// stays in L1 while every row block of the panel runs over it. Direct code reads the input where
+// it is: each column's load carries the column's offset (col_off[k], known when the code is made)
+// as its displacement from the vector's first input, masked to the vector's lanes; vectors never
+// cross a row of a mapped input. Copying took 30-45% of a layer whose columns feed few rows (a 3x3
+// conv of 64 channels, a 1x1 conv to 64) and it is the only thing direct code saves: it is what
+// the conv ops run. Accumulators go to a per-thread block between panels; after the last panel
+// each row block's epilogue runs right after its chunk, while its sums are in L1.
 #include <immintrin.h>
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -35,8 +40,9 @@ constexpr int kTileVectors = 8;  // 16-position vectors per tile
 constexpr size_t kGroupCode = size_t(64) << 10;
 
 // The few instructions the chunks use (EVEX encodings; zmm numbers 0-31). ABI: rdi = the input
-// slice (row k at 64 k bytes), rsi = the block's accumulators (row r at 64 r bytes), rdx = the
-// chunk's weights in code order.
+// slice (row k at 64 k bytes) or, direct, the vector's first input (row k at 4 col_off[k] bytes),
+// rsi = the block's accumulators (row r at 64 r bytes), rdx = the chunk's weights in code order,
+// ecx = direct: the vector's lanes.
 struct Emitter {
   uint8_t* p;
   static uint8_t rbits(int a) { return uint8_t(((a & 8) ? 0 : 0x80) | ((a & 16) ? 0 : 0x10)); }
@@ -64,6 +70,21 @@ struct Emitter {
       put(&d, 4);
     }
   }
+  void lanes_from_ecx() {  // kmovw k1, ecx
+    const uint8_t b[] = {0xC5, 0xF8, 0x92, 0xC9};
+    put(b, sizeof b);
+  }
+  void load_x_at(int x, int32_t disp) {  // vmovups zmm_x{k1}{z}, [rdi + disp]
+    const uint8_t p0 = uint8_t(rbits(x) | 0x61);
+    if (disp % 64 == 0 && disp / 64 >= -128 && disp / 64 < 128) {  // disp8, scaled by the vector's 64 bytes
+      const uint8_t b[] = {0x62, p0, 0x7C, 0xC9, 0x10, uint8_t(0x40 | ((x & 7) << 3) | 7), uint8_t(int8_t(disp / 64))};
+      put(b, sizeof b);
+    } else {
+      const uint8_t b[] = {0x62, p0, 0x7C, 0xC9, 0x10, uint8_t(0x80 | ((x & 7) << 3) | 7)};
+      put(b, sizeof b);
+      put(&disp, 4);
+    }
+  }
   void fma(int a, int x, int idx) {  // vfmadd231ps zmm_a, zmm_x, [rdx + 4 idx]{1to16}
     const uint8_t b[] = {0x62, uint8_t(rbits(a) | 0x62), uint8_t(((~x & 15) << 3) | 0x05),
                          uint8_t(0x50 | ((x & 16) ? 0 : 0x08)), 0xB8, uint8_t(0x40 | ((a & 7) << 3) | 2),
@@ -81,7 +102,7 @@ struct Emitter {
   }
 };
 
-using Chunk = void (*)(const float* x, float* acc, const float* w);
+using Chunk = void (*)(const float* x, float* acc, const float* w, uint32_t lanes);
 
 }  // namespace
 
@@ -123,6 +144,7 @@ class GeneratedCode {
   // the caches while the vectors reuse it: each group's first block, then `blocks` (the same
   // cut in every panel).
   std::vector<uint32_t> group_start;
+  bool direct = false;  // the chunks read the input in place (see the top of this file)
 
  private:
   static constexpr size_t kPage = 4096;
@@ -130,14 +152,15 @@ class GeneratedCode {
   size_t cap_ = 0;
 };
 
-// Emits every chunk of W into `jc`.
-static void generate_chunks(const SparseWeights& W, GeneratedCode& jc) {
+// Emits every chunk of W into `jc` (direct: reading the input in place).
+static void generate_chunks(const SparseWeights& W, GeneratedCode& jc, bool direct) {
+  const int32_t* col_off = W.col_off();
   const int M = W.M(), P = W.panels(), pk = W.panel_k();
   jc.blocks = (M + kRowBlock - 1) / kRowBlock;
   const size_t chunks = size_t(P) * jc.blocks, nnz = W.nnz();
   // Bound: per nonzero an FMA (7 B) and at most one input load (10 B), per 128 weights a bump,
-  // per chunk the accumulators in (or zeroed) and out and a ret.
-  const size_t bound = nnz * 17 + (nnz / 128 + chunks) * 7 + chunks * (2 * 7 * kRowBlock + 1);
+  // per chunk the lanes mask, the accumulators in (or zeroed) and out and a ret.
+  const size_t bound = nnz * 17 + (nnz / 128 + chunks) * 7 + chunks * (4 + 2 * 7 * kRowBlock + 1);
   if (bound > (size_t(1) << 32)) throw std::invalid_argument("spmm (generated): the weights need more than 4 GiB of code");
   uint8_t* base = jc.allocate(bound + 8);
   Emitter e{base};
@@ -181,12 +204,16 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc) {
           row_of[j] = static_cast<uint8_t>(r);
           val_of[j] = values[i];
         }
+      if (direct) e.lanes_from_ecx();
       for (int r = 0; r < rows; ++r) p == 0 ? e.zero(r) : e.acc_move(r, r, false);
       int xi = 0, idx = 0;
       for (int k = 0; k < kn; ++k) {
         if (start[k] == start[k + 1]) continue;
         const int xs = xi++ % kXRegs;
-        e.load_x(32 - kXRegs + xs, k);
+        if (direct)
+          e.load_x_at(32 - kXRegs + xs, int32_t(4 * int64_t(col_off[k0 + k])));
+        else
+          e.load_x(32 - kXRegs + xs, k);
         for (int32_t j = start[k]; j < start[k + 1]; ++j) {
           if (idx == 128) {
             e.bump_weights();
@@ -286,7 +313,7 @@ void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& 
           for (uint32_t b = std::max(groups[gi], b0); b < std::min(groups[gi + 1], b1); ++b) {
             const size_t c = size_t(p) * jc.blocks + b;
             float* acc_b = acc_v + int64_t(b) * kRowBlock * 16;
-            reinterpret_cast<Chunk>(code + jc.code_off[c])(x, acc_b, jc.vals.data() + jc.val_off[c]);
+            reinterpret_cast<Chunk>(code + jc.code_off[c])(x, acc_b, jc.vals.data() + jc.val_off[c], 0xFFFF);
             if (p + 1 == P)
               epilogue(a, acc_b, int(b) * kRowBlock, std::min(kRowBlock, M - int(b) * kRowBlock), q + 16 * v,
                        std::min(16, w - 16 * v));
@@ -297,15 +324,79 @@ void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& 
   }
 }
 
+// Direct code's vectors: each row of `row_len` positions (the whole range when the input has no
+// map) cut into ceil(row_len / 16) vectors, the last with the row's remaining lanes, so that a
+// vector's inputs are one contiguous run. Vector i: its first position, its input and its lanes.
+struct DirectVectors {
+  int64_t row_len, per_row, count;
+  const SpmmInputMap* map;
+  DirectVectors(int64_t Q, const SpmmInputMap* m)
+      : row_len(m ? m->row_len : Q), per_row((row_len + 15) / 16), count(Q / row_len * per_row), map(m) {}
+  void at(int64_t i, int64_t& q, int64_t& src, int& lanes) const {
+    const int64_t row = i / per_row, c0 = (i % per_row) * 16;
+    q = row * row_len + c0;
+    lanes = static_cast<int>(std::min<int64_t>(16, row_len - c0));
+    if (!map) {
+      src = q;
+      return;
+    }
+    const int64_t img = q / map->img_len, r = (q % map->img_len) / row_len;
+    src = img * map->img_stride + r * map->row_stride + c0;
+  }
+};
+
+// Vectors [v0, v1) of the rows of blocks [b0, b1) by direct code: tiles of kTileVectors vectors,
+// per panel every group of row blocks on each vector of the tile.
+void run_direct_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& a, const DirectVectors& dv,
+                      int64_t v0, int64_t v1, uint32_t b0, uint32_t b1, float* acc) {
+  const int P = W.panels(), M = W.M();
+  const int64_t mpad = int64_t(jc.blocks) * kRowBlock;
+  const uint8_t* code = jc.data();
+  int64_t q[kTileVectors], src[kTileVectors];
+  int lanes[kTileVectors];
+  for (int64_t t = v0; t < v1; t += kTileVectors) {
+    const int nv = static_cast<int>(std::min<int64_t>(kTileVectors, v1 - t));
+    for (int v = 0; v < nv; ++v) dv.at(t + v, q[v], src[v], lanes[v]);
+    for (int p = 0; p < P; ++p) {
+      const uint32_t* groups = jc.group_start.data();
+      for (size_t gi = 0; gi + 1 < jc.group_start.size(); ++gi) {
+        for (int v = 0; v < nv; ++v) {
+          const float* x = a.in + src[v];
+          const uint32_t lane_mask = lanes[v] == 16 ? 0xFFFFu : (1u << lanes[v]) - 1;
+          float* acc_v = acc + v * mpad * 16;
+          for (uint32_t b = std::max(groups[gi], b0); b < std::min(groups[gi + 1], b1); ++b) {
+            const size_t c = size_t(p) * jc.blocks + b;
+            float* acc_b = acc_v + int64_t(b) * kRowBlock * 16;
+            reinterpret_cast<Chunk>(code + jc.code_off[c])(x, acc_b, jc.vals.data() + jc.val_off[c], lane_mask);
+            if (p + 1 == P)
+              epilogue(a, acc_b, int(b) * kRowBlock, std::min(kRowBlock, M - int(b) * kRowBlock), q[v], lanes[v]);
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
-GeneratedSpmm::GeneratedSpmm(const SparseWeights& W) : W_(W), code_(std::make_unique<GeneratedCode>()) {
+bool GeneratedSpmm::can_read_in_place(const SparseWeights& W) {
+  // A load's displacement is 4 col_off[k] bytes as an int32.
+  return W.max_col_offset() <= (int64_t(INT32_MAX) - 64) / 4;
+}
+
+GeneratedSpmm::GeneratedSpmm(const SparseWeights& W, bool in_place)
+    : W_(W), code_(std::make_unique<GeneratedCode>()) {
+  if (in_place && !can_read_in_place(W))
+    throw std::invalid_argument("spmm (generated): input offsets past 2 GiB cannot be read in place");
   if (W.isa() != Isa::kAvx512)
     throw std::invalid_argument(std::string("spmm (generated): the weights are compressed for ") + isa_name(W.isa()) +
                                 ", expected avx512");
   if (W.released()) throw std::invalid_argument("spmm (generated): the weights' nonzeros were released");
-  if (W.K() > 0 && W.M() > 0) generate_chunks(W, *code_);
+  if (W.K() > 0 && W.M() > 0) generate_chunks(W, *code_, in_place);
+  code_->direct = in_place;
 }
+
+bool GeneratedSpmm::in_place() const { return code_->direct; }
 
 GeneratedSpmm::~GeneratedSpmm() = default;
 
@@ -338,9 +429,32 @@ void GeneratedSpmm::run(const float* in, int64_t Q, float* out, int64_t ldo, con
         epilogue(base, z, m0, std::min(kRowBlock, W.M() - m0), q, static_cast<int>(std::min<int64_t>(16, Q - q)));
     return;
   }
-  const int64_t tile = 16 * kTileVectors, tiles = (Q + tile - 1) / tile;
   const int blocks = code_->blocks;
   const int threads = pool ? std::min(pool->num_threads(), blocks) : 1;
+  if (code_->direct) {
+    const DirectVectors dv(Q, map);
+    const int64_t tiles = (dv.count + kTileVectors - 1) / kTileVectors;
+    const size_t acc_floats = size_t(kTileVectors) * blocks * kRowBlock * 16;
+    const bool by_rows = tiles < 2 * threads;  // as below
+    auto part = [&](size_t t) {
+      uint32_t b0 = 0, b1 = uint32_t(blocks);
+      int64_t v0 = 0, v1 = dv.count;
+      if (by_rows) {
+        b0 = uint32_t(int64_t(t) * blocks / threads);
+        b1 = uint32_t((int64_t(t) + 1) * blocks / threads);
+      } else {
+        v0 = std::min(dv.count, (int64_t(t) * tiles / threads) * kTileVectors);
+        v1 = std::min(dv.count, ((int64_t(t) + 1) * tiles / threads) * kTileVectors);
+      }
+      if (v0 < v1 && b0 < b1) run_direct_range(W, *code_, base, dv, v0, v1, b0, b1, spmm_thread_buffer<1>(acc_floats));
+    };
+    if (threads > 1)
+      pool->parallel_for_static(size_t(threads), part);
+    else
+      part(0);
+    return;
+  }
+  const int64_t tile = 16 * kTileVectors, tiles = (Q + tile - 1) / tile;
   const size_t pack_floats = size_t(kTileVectors) * W.panel_k() * 16;
   const size_t acc_floats = size_t(kTileVectors) * blocks * kRowBlock * 16;
   // At least two tiles per thread: each thread its block of positions (the same thread for the
