@@ -27,6 +27,19 @@ inline float pool_window_scale(const PoolParams& p, int iw0, int taps, int pr0, 
   return cnt > 0 ? 1.f / float(cnt) : 0.f;
 }
 
+template <int B>
+struct LanesOf;
+template <>
+struct LanesOf<8> {
+  typedef float type __attribute__((vector_size(32), aligned(4)));
+};
+template <>
+struct LanesOf<16> {
+  typedef float type __attribute__((vector_size(64), aligned(4)));
+};
+template <int B>
+using Lanes = typename LanesOf<B>::type;
+
 template <class F>
 void pool_parallel(ThreadPool* pool, size_t n, const F& f) {
   if (pool && pool->num_threads() > 1 && n > 1) {
@@ -53,22 +66,29 @@ void pool_impl(const PoolParams& p, const float* in, float* out, ThreadPool* tp)
       const int iw0 = ow * p.stride_w - p.pad_left;
       int s0, s1;
       pool_tap_range(iw0, p.dil_w, p.S, p.W, s0, s1);
-      float acc[B];
+      // The block's lanes as one vector value (GCC vector extension; the including file's ISA
+      // flags pick the registers): the max as an element-wise select, which the compiler
+      // would not make of a lane loop.
+      Lanes<B> acc;
       for (int l = 0; l < B; ++l) acc[l] = kMax ? -3.402823466e38f : 0.f;
       for (int r = r0; r < r1; ++r) {
         const float* row = ic + size_t(ih0 + r * p.dil_h) * p.W * B;
         for (int s = s0; s < s1; ++s) {
-          const float* x = row + ptrdiff_t(iw0 + s * p.dil_w) * B;
+          const Lanes<B> x = *reinterpret_cast<const Lanes<B>*>(row + ptrdiff_t(iw0 + s * p.dil_w) * B);
           if constexpr (kMax) {
-            for (int l = 0; l < B; ++l) acc[l] = acc[l] > x[l] ? acc[l] : x[l];
+            acc = acc > x ? acc : x;
           } else {
-            for (int l = 0; l < B; ++l) acc[l] += x[l];
+            acc += x;
           }
         }
       }
-      float* y = o + size_t(ow) * B;
       const float scale = pool_window_scale<kMax>(p, iw0, (r1 - r0) * (s1 - s0), pr0, pr1);
-      for (int l = 0; l < B; ++l) y[l] = kMax ? (scale != 0.f ? acc[l] : 0.f) : acc[l] * scale;
+      if constexpr (kMax) {
+        if (scale == 0.f) acc = Lanes<B>{};  // a window with no tap is 0
+      } else {
+        acc *= scale;
+      }
+      *reinterpret_cast<Lanes<B>*>(o + size_t(ow) * B) = acc;
     }
   });
 }
