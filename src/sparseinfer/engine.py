@@ -59,6 +59,8 @@ class Engine:
         self.batch_size = int(batch_size)
         self.num_cores = int(num_cores)
         self.pin_threads = pin_threads
+        # (Before any pinned thread pool binds this thread to its first CPU.)
+        self._cpus = sorted(os.sched_getaffinity(0)) if pin_threads else []
         infos = graph_input_infos(self._proto)
         self.input_names: list[str] = [vi.name for vi in infos]
         self.output_names: list[str] = [o.name for o in self._proto.graph.output]
@@ -128,9 +130,12 @@ class Engine:
             tail = CompiledGraph(optimize(gn), self.num_cores, self.pin_threads)
             limit -= tail.weight_bytes
         del gn  # (its weights, before the single-image plans pack theirs)
-        first = CompiledGraph(optimize(g1), 1, self.pin_threads, weight_limit=limit)
+        # (Single-thread plans: pinned, each would bind its caller to the first CPU; the streams'
+        # own threads are pinned instead, one CPU each.)
+        first = CompiledGraph(optimize(g1), 1, False, weight_limit=limit)
         del g1
-        streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n, tail)
+        streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n, tail,
+                                 pin_cpus=self._cpus)
         sparse = any(kernel_choice.is_sparse(r.choice) for r in first.report)
         if mode == "streams" or sparse:
             streamed.batching_note = streamed.description + (

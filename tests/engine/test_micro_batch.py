@@ -1,7 +1,13 @@
 """A batch as single-image streams (compiler/micro_batch.py): only when the model computes every
 image independently, and then with the same outputs as ONNX Runtime on the whole batch."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 
@@ -83,6 +89,35 @@ def test_forced_streams_equal_onnxruntime(n, rng, monkeypatch):
     x = rng.standard_normal((n, 8, 12, 12)).astype(np.float32)
     for _ in range(2):  # a second run reuses the plans' arenas
         np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+_PINNED_STREAMS = """
+import json, os, sys, numpy as np, onnx, sparseinfer
+model = onnx.load(sys.argv[1])
+x = np.random.default_rng(0).standard_normal((4, 8, 12, 12)).astype(np.float32)
+engine = sparseinfer.compile_model(model, batch_size=4, num_cores=2, pin_threads=True)
+y = engine.run([x])[0]
+sb = engine._default
+bound = [sorted(ex.submit(os.sched_getaffinity, 0).result()) for ex in sb._executor]
+ref = sparseinfer.compile_model(model, batch_size=4, num_cores=2).run([x])[0]
+print(json.dumps({"cpus": sb.stream_cpus, "bound": bound, "diff": float(np.abs(y - ref).max())}))
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_pinned_streams_run_on_cpus_of_their_own(rng, tmp_path):
+    """With pinned threads each stream's thread is bound to a CPU of its own (before, every
+    single-thread stream plan bound its caller to the first CPU: half the throughput). In a
+    subprocess: pinning binds the compiling thread too."""
+    path = tmp_path / "cnn.onnx"
+    onnx.save(_cnn(rng), path)
+    env = dict(os.environ, SPARSEINFER_BATCHING="streams")
+    out = subprocess.run([sys.executable, "-c", _PINNED_STREAMS, str(path)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(set(res["cpus"])) == 2 and res["bound"] == [[c] for c in res["cpus"]]
+    assert res["diff"] == 0.0
 
 
 def test_forced_batched_runs_one_plan(rng, monkeypatch):

@@ -239,17 +239,22 @@ class StreamedBatch:
     (``streams``: one per core, sharing their ops), each on its own Python thread (the native
     plans release the GIL) over a contiguous share of the images; then, when the model has a
     classifier head (``batched_tail``), that head as one plan (``tail``, compiled for the whole
-    batch, all cores) on the streams' outputs. Looks like a CompiledGraph to the Engine."""
+    batch, all cores) on the streams' outputs. Looks like a CompiledGraph to the Engine.
 
-    def __init__(self, streams: Sequence, batch: int, tail=None):
+    ``pin_cpus`` (pinned threads): every stream runs on a thread of its own bound to the i-th of
+    these CPUs (``stream_cpus``); the caller's thread is left as it is."""
+
+    def __init__(self, streams: Sequence, batch: int, tail=None, pin_cpus: Sequence[int] = ()):
         self.streams = list(streams)
         self.batch = batch
         self.tail = tail
+        self.pin = bool(pin_cpus)
+        self.stream_cpus = [pin_cpus[i % len(pin_cpus)] for i in range(len(self.streams))] if pin_cpus else []
         # What runs: the Engine's batching note starts with it.
         self.description = f"{len(self.streams)} streams of single images" + (
             f", then the classifier head as one batched plan (from {tail.graph.inputs[0]!r})" if tail else "")
         self.batching_note = self.description
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor = None  # ThreadPoolExecutor, or with pin one per stream
         self._lock = threading.Lock()
 
     # The first stream's plan is the one a user inspects: the others are copies of it.
@@ -296,18 +301,30 @@ class StreamedBatch:
             for o, r in zip(out[0], res):
                 o[i] = r[0]
 
+    def _pinned_executors(self) -> list[ThreadPoolExecutor]:
+        """One single-thread executor per stream, its thread bound to its own CPU."""
+        return [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sparseinfer-stream{i}",
+                                   initializer=os.sched_setaffinity, initargs=(0, {cpu}))
+                for i, cpu in enumerate(self.stream_cpus)]
+
     def _run_streams(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         k = len(self.streams)
         bounds = [self.batch * i // k for i in range(k + 1)]
         out: list = [None]
-        if k == 1:
+        if self.pin:
+            if self._executor is None:
+                self._executor = self._pinned_executors()
+            futures = [ex.submit(self._run_share, s, inputs, lo, hi, out)
+                       for ex, s, lo, hi in zip(self._executor, self.streams, bounds[:-1], bounds[1:])]
+        elif k == 1:
             self._run_share(self.streams[0], inputs, 0, self.batch, out)
             return out[0]
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="sparseinfer-stream")
-        futures = [self._executor.submit(self._run_share, s, inputs, lo, hi, out)
-                   for s, lo, hi in zip(self.streams[1:], bounds[1:-1], bounds[2:])]
-        self._run_share(self.streams[0], inputs, bounds[0], bounds[1], out)
+        else:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=k - 1, thread_name_prefix="sparseinfer-stream")
+            futures = [self._executor.submit(self._run_share, s, inputs, lo, hi, out)
+                       for s, lo, hi in zip(self.streams[1:], bounds[1:-1], bounds[2:])]
+            self._run_share(self.streams[0], inputs, bounds[0], bounds[1], out)
         for f in futures:
             f.result()
         return out[0]
