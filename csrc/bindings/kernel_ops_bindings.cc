@@ -44,6 +44,22 @@ ConvParams conv_params(const char* op, const CArray& w, const std::optional<CArr
   return p;
 }
 
+// What both sparse ops offer about their weights (SparseOp).
+template <class Cls>
+Cls& sparse_op_members(Cls& cls) {
+  return cls.def_prop_ro("nnz", &SparseOp::nnz)
+      .def_prop_ro("generated_bytes", &SparseOp::generated_bytes,
+                   "Bytes of the generated code and its copy of the weights (0 without).")
+      .def_prop_ro("generated_in_place", &SparseOp::generated_in_place,
+                   "Whether the generated code reads the input in place (else packed copies per tile).")
+      .def("drop_generated", &SparseOp::drop_generated,
+           "Frees the generated code: the row kernel over the compressed weights runs from then on.")
+      .def_prop_ro("releasable_bytes", &SparseOp::releasable_bytes,
+                   "Bytes release_compressed() frees (0 without generated code).")
+      .def("release_compressed", &SparseOp::release_compressed,
+           "With generated code: frees the compressed nonzeros it was made from (then it cannot be dropped).");
+}
+
 }  // namespace
 
 void bind_kernel_ops(nb::module_& m) {
@@ -149,7 +165,8 @@ void bind_kernel_ops(nb::module_& m) {
         new (self) GlobalAvgPoolOp(n, c, hw, block, parse_isa(isa));
       }, nb::arg("n"), nb::arg("c"), nb::arg("hw"), nb::arg("block"), nb::arg("isa"));
 
-  nb::class_<SparseConvOp, Op>(m, "SparseConvOp")
+  nb::class_<SparseConvOp, Op> sparse_conv(m, "SparseConvOp");
+  sparse_op_members(sparse_conv)
       .def("__init__",
            [](SparseConvOp* self, CArray w, std::optional<CArray> bias, std::vector<int> strides, std::vector<int> pads,
               std::vector<int> dil, std::vector<int> in_shape, const std::string& act, float alpha, float beta,
@@ -161,28 +178,19 @@ void bind_kernel_ops(nb::module_& m) {
            nb::arg("weight"), nb::arg("bias").none(), nb::arg("strides"), nb::arg("pads"), nb::arg("dilations"),
            nb::arg("input_shape"), nb::arg("activation"), nb::arg("alpha"), nb::arg("beta"), nb::arg("isa"),
            nb::arg("has_residual"), nb::arg("batch_major") = false, nb::arg("generated") = false)
-      .def_prop_ro("workspace_floats", &SparseConvOp::workspace_floats)
-      .def_prop_ro("nnz", &SparseConvOp::nnz)
-      .def_prop_ro("generated_bytes", &SparseConvOp::generated_bytes,
-                   "Bytes of the generated code and its copy of the weights (0 without).")
-      .def_prop_ro("generated_in_place", &SparseConvOp::generated_in_place,
-                   "Whether the generated code reads the input in place (else packed copies per tile).")
-      .def("drop_generated", &SparseConvOp::drop_generated,
-           "Frees the generated code: the row kernel over the compressed weights runs from then on.")
-      .def_prop_ro("releasable_bytes", &SparseConvOp::releasable_bytes,
-                   "Bytes release_compressed() frees (0 without generated code).")
-      .def("release_compressed", &SparseConvOp::release_compressed,
-           "With generated code: frees the compressed nonzeros it was made from (then it cannot be dropped).");
+      .def_prop_ro("workspace_floats", &SparseConvOp::workspace_floats);
 
-  nb::class_<SparseLinearOp, Op>(m, "SparseLinearOp",
-                                 "y[T, N] = act(x[T, K] @ W[K, N] + bias + residual) with W compressed "
-                                 "(spmm over x transposed to [K, T]); workspace_floats of scratch. "
-                                 "x_feature_major / y_feature_major: x given as [K, T] / y (and the "
-                                 "residual) as [N, T].")
+  nb::class_<SparseLinearOp, Op> sparse_linear(m, "SparseLinearOp",
+                                               "y[T, N] = act(x[T, K] @ W[K, N] + bias + residual) with W "
+                                               "compressed (spmm over x transposed to [K, T]); workspace_floats "
+                                               "of scratch. x_feature_major / y_feature_major: x given as [K, T] "
+                                               "/ y (and the residual) as [N, T]. generated: by code generated "
+                                               "for W (avx512).");
+  sparse_op_members(sparse_linear)
       .def("__init__",
            [](SparseLinearOp* self, int64_t T, CArray w, std::optional<CArray> bias, const std::string& act,
               float alpha, float beta, const std::string& isa, bool has_residual, bool x_feature_major,
-              bool y_feature_major) {
+              bool y_feature_major, bool generated) {
              if (w.ndim() != 2)
                throw std::invalid_argument("SparseLinearOp: weight must be 2-D [K, N], got " +
                                            std::to_string(w.ndim()) + "-D");
@@ -191,13 +199,13 @@ void bind_kernel_ops(nb::module_& m) {
                throw std::invalid_argument("SparseLinearOp: bias needs N=" + std::to_string(N) + " values, got " +
                                            std::to_string(bias->size()));
              new (self) SparseLinearOp(T, w.data(), K, N, bias ? bias->data() : nullptr, activation_from_name(act),
-                                       alpha, beta, parse_isa(isa), has_residual, x_feature_major, y_feature_major);
+                                       alpha, beta, parse_isa(isa), has_residual, x_feature_major, y_feature_major,
+                                       generated);
            },
            nb::arg("tokens"), nb::arg("weight"), nb::arg("bias").none(), nb::arg("activation"), nb::arg("alpha"),
            nb::arg("beta"), nb::arg("isa"), nb::arg("has_residual"), nb::arg("x_feature_major") = false,
-           nb::arg("y_feature_major") = false)
-      .def_prop_ro("workspace_floats", &SparseLinearOp::workspace_floats)
-      .def_prop_ro("nnz", &SparseLinearOp::nnz);
+           nb::arg("y_feature_major") = false, nb::arg("generated") = false)
+      .def_prop_ro("workspace_floats", &SparseLinearOp::workspace_floats);
 }
 
 }  // namespace si

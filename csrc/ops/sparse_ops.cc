@@ -181,18 +181,73 @@ SparseWeights linear_weights(const float* w, int K, int N, int64_t T, Isa isa) {
 
 }  // namespace
 
+SparseOp::SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, int64_t row_len)
+    : ep_(std::move(ep)), w_(std::move(w)), prefix_(std::move(name_prefix)) {
+  if (generated) {
+    if (w_.isa() != Isa::kAvx512)
+      throw std::invalid_argument(prefix_ + ": generated code needs avx512, got " + isa_name(w_.isa()));
+    program_ = std::make_unique<GeneratedSpmm>(w_, row_len > 0 && in_place_pays(w_, row_len));
+  }
+  name_ = name_for(generated);
+}
+
+std::string SparseOp::name_for(bool generated) const {
+  return prefix_ + (generated ? "generated_" : "") + isa_name(w_.isa());
+}
+
+void SparseOp::drop_generated() {
+  if (w_.released()) throw std::logic_error(prefix_ + ": the compressed weights were released, the code stays");
+  program_.reset();
+  name_ = name_for(false);
+}
+
+void SparseOp::release_compressed() {
+  if (program_) w_.release_nonzeros();
+}
+
+void SparseOp::spmm(const float* in, int64_t Q, float* out, int64_t ldo, const Epilogue& ep, ThreadPool* pool,
+                    const SpmmInputMap* map) const {
+  if (program_)
+    program_->run(in, Q, out, ldo, ep, pool, map);
+  else
+    spmm_f32(w_, in, Q, out, ldo, ep, pool, map);
+}
+
+namespace {
+
+std::string conv_name_prefix(const ConvParams& p) {
+  const bool one = is_direct(p) || is_subsample(p);
+  return std::string("spmm_conv") + (one ? "1x1" : std::to_string(p.R) + "x" + std::to_string(p.S)) +
+         (is_subsample(p) ? "_strided_" : "_");
+}
+
+SparseWeights conv_weights(const ConvParams& p, const float* weight, Isa isa, bool batch_major) {
+  checked(p);
+  const int nb = batch_major ? p.N : 1;
+  return SparseWeights(weight, p.K, p.C * p.R * p.S, tap_offsets(p, nb).data(), isa,
+                       /*column_panels=*/int64_t(nb) * p.OH() * p.OW() > 1);
+}
+
+SparseEpilogue sparse_epilogue(const float* bias, int n, Activation act, float alpha, float beta, bool has_residual) {
+  return {bias ? std::vector<float>(bias, bias + std::max(n, 0)) : std::vector<float>(), act, alpha, beta,
+          has_residual};
+}
+
+}  // namespace
+
 SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
                            float beta, Isa isa, bool has_residual, bool batch_major, bool generated)
-    : p_(checked(p)),
+    : SparseOp(conv_name_prefix(p), sparse_epilogue(bias, p.K, act, alpha, beta, has_residual),
+               conv_weights(p, weight, isa, batch_major), generated,
+               // the code's input rows: a 1x1 conv's planes are one run, a KxK conv's map has rows of OW
+               is_direct(p) || is_subsample(p) ? int64_t(batch_major ? p.N : 1) * p.OH() * p.OW() : p.OW()),
+      p_(p),
       OH_(p.OH()),
       OW_(p.OW()),
       nb_(batch_major ? p.N : 1),
       direct_(is_direct(p)),
       subsample_(is_subsample(p)),
-      Q_(int64_t(nb_) * OH_ * OW_),  // exactly the output pixels, whatever the path
-      ep_{bias ? std::vector<float>(bias, bias + p.K) : std::vector<float>(), act, alpha, beta, has_residual},
-      w_(weight, p.K, p.C * p.R * p.S, tap_offsets(p, batch_major ? p.N : 1).data(), isa,
-         /*column_panels=*/Q_ > 1) {
+      Q_(int64_t(nb_) * OH_ * OW_) {  // exactly the output pixels, whatever the path
   if (subsample_) {
     ws_in_ = size_t(p.C) * size_t(subsample_stride(p, nb_));
   } else if (!direct_) {
@@ -200,27 +255,6 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
     Wh_ = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
     ws_in_ = size_t(p.stride_h) * p.stride_w * p.C * size_t(nb_) * Hh_ * Wh_;
   }
-  if (generated) {
-    if (isa != Isa::kAvx512)
-      throw std::invalid_argument(std::string("SparseConvOp: generated code needs avx512, got ") + isa_name(isa));
-    program_ = std::make_unique<GeneratedSpmm>(w_, in_place_pays(w_, subsample_ || direct_ ? Q_ : OW_));
-  }
-  name_ = kernel_name_for(generated);
-}
-
-std::string SparseConvOp::kernel_name_for(bool generated) const {
-  return std::string("spmm_conv") + (direct_ || subsample_ ? "1x1" : std::to_string(p_.R) + "x" + std::to_string(p_.S)) +
-         (subsample_ ? "_strided_" : "_") + (generated ? "generated_" : "") + isa_name(w_.isa());
-}
-
-void SparseConvOp::drop_generated() {
-  if (w_.released()) throw std::logic_error("SparseConvOp: the compressed weights were released, the code stays");
-  program_.reset();
-  name_ = kernel_name_for(false);
-}
-
-void SparseConvOp::release_compressed() {
-  if (program_) w_.release_nonzeros();
 }
 
 void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
@@ -243,10 +277,7 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
     }
     const float* res = ep_.has_residual ? in[1] + n * out_call : nullptr;
     const SpmmInputMap* m = direct_ || subsample_ ? nullptr : &map;
-    if (program_)
-      program_->run(src, Q_, out[0] + n * out_call, Q_, ep_.with(res), pool, m);
-    else
-      spmm_f32(w_, src, Q_, out[0] + n * out_call, Q_, ep_.with(res), pool, m);
+    spmm(src, Q_, out[0] + n * out_call, Q_, ep_.with(res), pool, m);
   }
 }
 
@@ -272,21 +303,21 @@ void SparseConvOp::subsample(const float* x, float* ws, ThreadPool* pool) const 
 
 SparseLinearOp::SparseLinearOp(int64_t T, const float* weight, int K, int N, const float* bias, Activation act,
                                float alpha, float beta, Isa isa, bool has_residual, bool x_feature_major,
-                               bool y_feature_major)
-    : T_(T),
+                               bool y_feature_major, bool generated)
+    // The code reads packed copies: the [K x T] rows of a few hundred tokens are strided by a
+    // power of two or near one, which in place piles a vector's loads into few L1 sets.
+    : SparseOp("spmm_linear_", sparse_epilogue(bias, N, act, alpha, beta, has_residual),
+               linear_weights(weight, K, N, T, isa), generated, 0),
+      T_(T),
       K_(K),
       N_(N),
       x_fm_(x_feature_major),
-      y_fm_(y_feature_major),
-      ep_{bias ? std::vector<float>(bias, bias + std::max(N, 0)) : std::vector<float>(), act, alpha, beta,
-          has_residual},
-      w_(linear_weights(weight, K, N, T, isa)),
-      name_(std::string("spmm_linear_") + isa_name(isa)) {}
+      y_fm_(y_feature_major) {}
 
 void SparseLinearOp::run(const float* const* in, float* const* out, ThreadPool* pool) const {
   const float* res = ep_.has_residual ? in[1] : nullptr;
   if (T_ == 1) {  // x [1 x K] is already [K x 1], y [1 x N] is [N x 1]
-    spmm_f32(w_, in[0], 1, out[0], 1, ep_.with(res), pool);
+    spmm(in[0], 1, out[0], 1, ep_.with(res), pool);
     return;
   }
   float* ws = workspace_floats() ? out[1] : nullptr;
@@ -297,13 +328,13 @@ void SparseLinearOp::run(const float* const* in, float* const* out, ThreadPool* 
     ws += size_t(K_) * size_t(T_);
   }
   if (y_fm_) {  // act(acc + bias + residual) in the spmm's store
-    spmm_f32(w_, xt, T_, out[0], T_, ep_.with(res), pool);
+    spmm(xt, T_, out[0], T_, ep_.with(res), pool);
     return;
   }
   Epilogue ep = ep_.with(nullptr);
   float* yt = ws;
   if (res) ep.act = Activation::kNone;  // act(acc + bias + residual): after the residual
-  spmm_f32(w_, xt, T_, yt, T_, ep, pool);
+  spmm(xt, T_, yt, T_, ep, pool);
   if (res)
     transpose_add_act(yt, N_, T_, res, out[0], ep_.act, ep_.alpha, ep_.beta, pool);
   else

@@ -2,6 +2,7 @@
 // weights, computed as sparse weights x channel-major (plain NCHW) or token-major activations.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,44 @@ struct SparseEpilogue {
   }
 };
 
+// What both sparse ops share: their weights, compressed (the row kernels) and, generated
+// (AVX-512 only), as code generated for them (GeneratedSpmm), which the spmm then runs: faster
+// on most layers at the price of its memory. The code reads its input in place where that pays
+// (the input's rows of row_len positions; in_place_pays in sparse_ops.cc; row_len 0: never),
+// else packed copies. drop_generated() gives the code up (the row kernel runs from then on);
+// release_compressed() keeps it and frees the compressed nonzeros it was made from (then it
+// cannot be dropped). Neither while the op runs. Kernel name: name_prefix + ["generated_"] + ISA.
+class SparseOp : public Op {
+ public:
+  SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, int64_t row_len);
+  SparseOp(const SparseOp&) = delete;  // the code points at w_
+  SparseOp& operator=(const SparseOp&) = delete;
+  const char* kernel_name() const override { return name_.c_str(); }
+  size_t weight_bytes() const override {
+    return w_.bytes() + generated_bytes() + ep_.bias.size() * sizeof(float);
+  }
+  size_t nnz() const { return w_.nnz(); }
+  size_t generated_bytes() const { return program_ ? program_->bytes() : 0; }
+  size_t releasable_bytes() const { return program_ ? w_.nonzero_bytes() : 0; }
+  bool generated_in_place() const { return program_ && program_->in_place(); }
+  void drop_generated();
+  void release_compressed();
+
+ protected:
+  // out[M x Q] = epilogue(W x in) with `residual` (nullptr: none; see spmm_f32), by the code
+  // when there is some.
+  void spmm(const float* in, int64_t Q, float* out, int64_t ldo, const Epilogue& ep, ThreadPool* pool,
+            const SpmmInputMap* map = nullptr) const;
+  SparseEpilogue ep_;
+  SparseWeights w_;
+
+ private:
+  std::string name_for(bool generated) const;
+  std::string prefix_;
+  std::unique_ptr<GeneratedSpmm> program_;
+  std::string name_;
+};
+
 // Convolution (groups 1, any kernel/stride/padding/dilation) on plain NCHW in and out.
 // Each image is handled as one spmm over the output positions: the weights are compressed
 // with one input offset per (c, r, s) tap, so the kernel never knows it is a convolution.
@@ -39,49 +78,26 @@ struct SparseEpilogue {
 //   * otherwise the image is zero-padded and split into stride phases (pad_phase_split) into a
 //     workspace, and the spmm reads each output pixel's taps there through an SpmmInputMap
 //     (rows of OW pixels, Wh apart): exactly the output pixels are computed, straight into y.
-// generated (AVX-512 only): the spmm runs code generated for these weights at construction
-// (GeneratedSpmm, spmm.h), faster on most layers at the price of its memory (weight_bytes);
-// reading the input in place where that pays (few output channels, rows that fill the vectors),
-// else packed copies.
+// generated: see SparseOp (the conv's output rows are the code's input rows).
 // batch_major: x, y and the residual are C x N x H x W ("CNHW") instead of NCHW, so that the
 // whole batch is one spmm over N x positions (long runs of Q even at 7x7) instead of N short ones.
 // C x R x S (the weight columns) must be at most kSpmmMaxK (std::invalid_argument otherwise).
 // inputs: x, [residual (like y)]; outputs: y, [workspace of workspace_floats()].
-class SparseConvOp : public Op {
+class SparseConvOp : public SparseOp {
  public:
   SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
                float beta, Isa isa, bool has_residual, bool batch_major = false, bool generated = false);
-  SparseConvOp(SparseConvOp&&) = delete;  // the generated program points at w_
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
-  const char* kernel_name() const override { return name_.c_str(); }
-  size_t weight_bytes() const override { return w_.bytes() + generated_bytes() + ep_.bias.size() * sizeof(float); }
   size_t workspace_floats() const { return ws_in_; }
-  size_t nnz() const { return w_.nnz(); }
-  // Bytes of the generated code and its weights (0 without); giving them up (the row kernel
-  // over the compressed weights runs from then on); or, keeping them, freeing the compressed
-  // nonzeros they were made from (releasable_bytes(); the code can then no longer be dropped).
-  // Neither while the op runs.
-  size_t generated_bytes() const { return program_ ? program_->bytes() : 0; }
-  size_t releasable_bytes() const { return program_ ? w_.nonzero_bytes() : 0; }
-  // Whether the generated code reads the input in place (where that pays: in_place_pays in
-  // sparse_ops.cc).
-  bool generated_in_place() const { return program_ && program_->in_place(); }
-  void drop_generated();
-  void release_compressed();
 
  private:
   void subsample(const float* x, float* ws, ThreadPool* pool) const;
-  std::string kernel_name_for(bool generated) const;
   ConvParams p_;
   int OH_, OW_, Hh_ = 0, Wh_ = 0;  // Hh_ x Wh_: the phase planes (KxK path)
   int nb_;     // images per spmm call: N (batch_major) or 1 (NCHW: one call per image)
   bool direct_, subsample_;
   size_t ws_in_ = 0;
   int64_t Q_;
-  SparseEpilogue ep_;
-  SparseWeights w_;
-  std::unique_ptr<GeneratedSpmm> program_;  // generated: the spmm runs this code (AVX-512)
-  std::string name_;
 };
 
 // Linear layer with constant pruned weights: y[T x N] = act(x[T x K] @ W[K x N] + bias[N]
@@ -95,27 +111,22 @@ class SparseConvOp : public Op {
 // y_feature_major) skip their transpose: consecutive sparse linear layers (a transformer's
 // feed-forward up and down projections) pass the intermediate feature-major.
 // inputs: x, [residual (like y)]; outputs: y, [workspace of workspace_floats()].
-class SparseLinearOp : public Op {
+class SparseLinearOp : public SparseOp {
  public:
   // weight: K x N row-major (the dense GemmOp's layout). Throws std::invalid_argument when a
   // size is < 1, K > kSpmmMaxK or (K - 1) x T does not fit the kernel's int32 offsets.
   SparseLinearOp(int64_t T, const float* weight, int K, int N, const float* bias, Activation act, float alpha,
-                 float beta, Isa isa, bool has_residual, bool x_feature_major = false, bool y_feature_major = false);
+                 float beta, Isa isa, bool has_residual, bool x_feature_major = false, bool y_feature_major = false,
+                 bool generated = false);
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
-  const char* kernel_name() const override { return name_.c_str(); }
-  size_t weight_bytes() const override { return w_.bytes() + ep_.bias.size() * sizeof(float); }
   size_t workspace_floats() const {
     return T_ == 1 ? 0 : size_t(T_) * ((x_fm_ ? 0 : size_t(K_)) + (y_fm_ ? 0 : size_t(N_)));
   }
-  size_t nnz() const { return w_.nnz(); }
 
  private:
   int64_t T_;
   int K_, N_;
   bool x_fm_, y_fm_;
-  SparseEpilogue ep_;
-  SparseWeights w_;
-  std::string name_;
 };
 
 }  // namespace si

@@ -97,11 +97,12 @@ class Engine:
 
     def _compile_batch(self, proto: onnx.ModelProto,
                        shapes: tuple[tuple[int, ...], ...]) -> StreamedBatch | CompiledGraph | None:
-        """For a batch of n >= cores images that the model computes independently: one
+        """For a batch of n >= cores images that the model computes independently and whose
+        weights an image reuses (convolutions over a map; micro_batch.weight_reuse): one
         single-image plan per core (see compiler/micro_batch.py) when the single-image plan runs
-        sparse kernels or when forced; for a dense model that reuses its weights within an image,
-        whichever of streams and one plan measures faster; one plan when the model mixes images.
-        None: compile the batch as one plan."""
+        sparse kernels or when forced; for a dense model, whichever of streams and one plan
+        measures faster. One plan when the model mixes images or uses its weights about once per
+        image (an MLP: the batch reuses them). None: compile the batch as one plan."""
         mode = micro_batch.mode()
         n = shapes[0][0] if shapes and shapes[0] else 1
         # One single-thread stream per core: a batch smaller than the cores would leave some idle.
@@ -110,10 +111,8 @@ class Engine:
         one = tuple((1,) + tuple(s[1:]) for s in shapes)
         g1 = import_onnx(proto, dict(zip(self.input_names, one)))
         reuse = micro_batch.weight_reuse(g1)
-        if mode == "auto" and reuse < micro_batch.MIN_WEIGHT_REUSE and kernel_choice.mode() not in kernel_choice.SPARSE_KERNELS and not any(
-                v.dtype == np.float32 and v.ndim >= 2 and kernel_choice.weight_sparsity(v) >= kernel_choice.MIN_SPARSITY
-                for v in g1.constants.values()):
-            return None  # neither sparse kernels nor weight reuse within an image to gain from
+        if mode == "auto" and reuse < micro_batch.MIN_WEIGHT_REUSE:
+            return None  # weights used about once per image (an MLP): the batch is what reuses them
         gn = import_onnx(proto, dict(zip(self.input_names, shapes)))
         reason = batch_separable(g1, gn, n)
         if reason is not None:
@@ -128,7 +127,7 @@ class Engine:
         if cut is not None:
             g1, gn = micro_batch.split_at(g1, gn, cut)
             tail = CompiledGraph(optimize(gn), self.num_cores, self.pin_threads)
-            limit -= tail.weight_bytes
+            limit -= tail.layer_weight_bytes
         del gn  # (its weights, before the single-image plans pack theirs)
         # (Single-thread plans: pinned, each would bind its caller to the first CPU; the streams'
         # own threads are pinned instead, one CPU each.)
@@ -141,7 +140,7 @@ class Engine:
             streamed.batching_note = streamed.description + (
                 " (sparse kernels chosen)" if sparse else f" ({micro_batch.ENV_VAR}=streams)")
             return streamed
-        if reuse < micro_batch.MIN_WEIGHT_REUSE or streamed.weight_bytes > micro_batch.DENSE_TIMING_BUDGET:
+        if streamed.weight_bytes > micro_batch.DENSE_TIMING_BUDGET:
             return None
         batched = CompiledGraph(optimize(import_onnx(proto, dict(zip(self.input_names, shapes)))),
                                 self.num_cores, self.pin_threads)

@@ -12,6 +12,7 @@ from onnx import helper
 
 import sparseinfer
 from sparseinfer import _core, zoo
+from sparseinfer.compiler import kernel_choice
 from sparseinfer.benchmark import make_inputs
 
 from ..kernels.plan_op import ISA_ORDER, run_op, supported
@@ -313,8 +314,17 @@ def test_auto_choice_is_measured_and_reported(monkeypatch):
     engine = sparseinfer.compile_model(model, batch_size=64)
     choice = gemm_reports(engine)[0].choice
     assert choice["weight_sparsity"] == pytest.approx(0.95, abs=1e-3) and choice["mode"] == "auto"
-    assert set(choice["measured_ms"]) == {"dense", "sparse"} and all(v > 0 for v in choice["measured_ms"].values())
-    assert choice["chosen"] == min(choice["measured_ms"], key=choice["measured_ms"].get)
+    kernels = {"dense", "sparse"} | ({"generated"} if _core.active_isa() == "avx512" else set())
+    assert set(choice["measured_ms"]) == set(choice["weights_ms"]) == kernels
+    assert all(v > 0 for v in choice["measured_ms"].values()) and all(v > 0 for v in choice["weights_ms"].values())
+    assert choice["weights_ms"]["dense"] > choice["weights_ms"]["sparse"]  # packed dense against compressed
+    best = min(kernels, key=lambda k: kernel_choice.cost_ms(choice, k))
+    if best == "generated" and choice["chosen"] == "sparse":  # over the weight budget: said why
+        assert "SPARSEINFER_WEIGHT_BUDGET" in choice["reason"]
+    else:
+        assert choice["chosen"] == best
+    names = {"dense": "sgemm", "sparse": f"spmm_linear_{_core.active_isa()}", "generated": "spmm_linear_generated_avx512"}
+    assert gemm_reports(engine)[0].kernels[0].startswith(names[choice["chosen"]])
     np.testing.assert_allclose(engine(**feeds)[0], want, **TOL)
 
 

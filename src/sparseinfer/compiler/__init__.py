@@ -123,7 +123,7 @@ class CompiledGraph:
         if limit is None:
             limit = kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(graph)
         measured = [(op, c) for op, c in generated if "measured_ms" in c]
-        kernel_choice.fit_weight_budget(measured, self.weight_bytes, limit)
+        kernel_choice.fit_weight_budget(measured, self.layer_weight_bytes, limit)
         for op, c in generated:
             if "measured_ms" not in c:  # forced: kept whatever the budget
                 op.release_compressed()
@@ -155,6 +155,14 @@ class CompiledGraph:
     def weight_bytes(self) -> int:
         """Bytes of the weights held by the native ops (packed dense or compressed sparse)."""
         return sum(int(seg.plan.weight_bytes) for seg in self.segments if isinstance(seg, NativeSegmentPlan))
+
+    @property
+    def layer_weight_bytes(self) -> int:
+        """Bytes of the compiled weights of the layers whose kernel was chosen (convolutions and
+        linear layers: what the weight budget covers, see kernel_choice)."""
+        chosen = {r.name for r in self.report if r.choice}
+        return sum(int(st.op.weight_bytes) for seg in self.segments if isinstance(seg, NativeSegmentPlan)
+                   for st in seg.steps if st.node is not None and st.node.name in chosen)
 
     def profile(self, inputs: Sequence[np.ndarray], repeats: int = 5) -> list[dict]:
         """Median time of every native op and of every fallback region, in execution order.

@@ -11,13 +11,15 @@ measured once per process: timed alone the op finds its weights in cache, in a m
 before it have evicted them (the candidates differ most in this: packed dense weights, 6 bytes
 per nonzero compressed, ~13 as generated code).
 
-Sparse convolutions have two kernels: the row kernel over the compressed weights ("sparse") and,
-on AVX-512, code generated for the layer's weights ("generated", register-blocked over output
-rows: faster where its code is reused from cache, slower where a small map has each image fetch
-it from memory). The code adds memory, so after the model is lowered
-:func:`fit_weight_budget` keeps it only while the compiled weights stay within
-``SPARSEINFER_WEIGHT_BUDGET`` (default 0.25) of the dense weights' bytes, dropping it first
-where it saves the least time per byte.
+Sparse convolutions and linear layers (over more than one token) have two kernels: the row
+kernel over the compressed weights ("sparse") and, on AVX-512, code generated for the layer's
+weights ("generated", register-blocked over output rows: faster where its code is reused from
+cache, slower where a small map has each image fetch it from memory). The code adds memory, so
+after the model is lowered :func:`fit_weight_budget` keeps it only while the compiled weights of
+those layers stay within
+``SPARSEINFER_WEIGHT_BUDGET`` (default 0.25) of their dense weights' bytes (the convolutions' and
+linear layers': embedding tables are outside the budget), dropping it first where it saves the
+least time per byte.
 
 ``SPARSEINFER_KERNELS=dense|sparse|generated|auto`` (default auto) forces the choice, for tests
 and for users who want to compare ("generated" where a layer offers it, else "sparse").
@@ -187,9 +189,17 @@ def cost_ms(choice: dict, name: str) -> float:
     return choice["measured_ms"][name] + choice.get("weights_ms", {}).get(name, 0.0)
 
 
+# The layers whose kernel is chosen here (by the ONNX op or the fusion pass's), weights at input 1.
+CHOOSING_OPS = ("Conv", "Gemm", "MatMul", "FusedConv", "FusedGemm")
+
+
 def dense_weight_bytes(graph) -> int:
-    """Bytes of a graph's float weights (constants of rank >= 2) stored dense: the budget's base."""
-    return 4 * sum(int(v.size) for v in graph.constants.values() if v.dtype == np.float32 and v.ndim >= 2)
+    """Bytes of the float weights of a graph's convolutions and linear layers stored dense: the
+    weight budget's base (it covers what those layers compile to; a transformer's embedding
+    tables, looked up rather than multiplied, are outside it)."""
+    names = {n.inputs[1] for n in graph.nodes if n.op in CHOOSING_OPS and len(n.inputs) > 1}
+    return 4 * sum(int(graph.constants[k].size) for k in names
+                   if k in graph.constants and graph.constants[k].dtype == np.float32 and graph.constants[k].ndim >= 2)
 
 
 def fit_weight_budget(generated: Sequence[tuple[object, dict]], total_bytes: int, limit: float) -> int:

@@ -725,7 +725,7 @@ class FusedGemmLowering(Lowering):
         x_fm = m > 1 and b.has(x_name, "fmajor")
         y_fm = m > 1 and not r_name and self._only_linear_layers_read(g, node.outputs[0])
         op = self._choose(b, node, m, w, bias, act, bool(r_name), x_fm, y_fm)
-        sparse = isinstance(op, _core.SparseLinearOp)
+        sparse = isinstance(op, _core.SparseLinearOp)  # (the row kernel or generated code)
         ins = [b.read(x_name, ("fmajor",) if sparse and x_fm else ("plain",))] + ([b.read(r_name)] if r_name else [])
         outs = [b.write(node.outputs[0], layout="fmajor" if sparse and y_fm else "plain")]
         if getattr(op, "workspace_floats", 0):
@@ -742,27 +742,38 @@ class FusedGemmLowering(Lowering):
 
     @staticmethod
     def _choose(b, node, m: int, w: np.ndarray, bias, act, residual: bool, x_fm: bool = False, y_fm: bool = False):
-        """The GemmOp or the SparseLinearOp for this layer (kernel_choice.decide; the decision
-        goes to b.choices). Each op is built at most once. x_fm: x exists feature-major (the
-        sparse op reads it so, the dense one after a reorder); y_fm: the sparse op writes y so."""
+        """The GemmOp or the SparseLinearOp (row kernel or, on AVX-512 over more than one token,
+        generated code) for this layer (kernel_choice.decide; the decision goes to b.choices).
+        Each op is built at most once. x_fm: x exists feature-major (the sparse op reads it so,
+        the dense one after a reorder); y_fm: the sparse op writes y so."""
         isa = _core.active_isa()
-        dense = functools.cache(lambda: _core.GemmOp(m, w, bias, *act, isa, residual))
-        sparse = functools.cache(lambda: _core.SparseLinearOp(m, w, bias, *act, isa, residual, x_fm, y_fm))
+        ops = {"dense": functools.cache(lambda: _core.GemmOp(m, w, bias, *act, isa, residual))}
+        for name in ("sparse", "generated"):
+            ops[name] = functools.cache(lambda gen=name == "generated": _core.SparseLinearOp(
+                m, w, bias, *act, isa, residual, x_fm, y_fm, gen))
+        generated = isa == "avx512" and m > 1  # one token: a matrix-vector product, no rows to block
         k, n = w.shape
         sizes = [m * k] + ([m * n] if residual else [])
         x_name = node.inputs[0]
 
         def candidates():
             steps = b.reorder_ops(x_name, "plain") if x_fm and not b.has(x_name, "plain") else []
-            return [kernel_choice.Candidate("dense", dense(), sizes, m * n, 0, [op_ for op_, _, _ in steps],
-                                            [(i, o) for _, i, o in steps]),
-                    kernel_choice.Candidate("sparse", sparse(), sizes, m * n, int(sparse().workspace_floats))]
+            # What each reads of its weights per run (see kernel_choice): the code, not the
+            # compressed form it was made from.
+            cands = [kernel_choice.Candidate("dense", ops["dense"](), sizes, m * n, 0, [op_ for op_, _, _ in steps],
+                                             [(i, o) for _, i, o in steps], int(ops["dense"]().weight_bytes))]
+            for name in ("sparse", "generated") if generated else ("sparse",):
+                op = ops[name]()
+                read = op.generated_bytes if name == "generated" else op.weight_bytes
+                cands.append(kernel_choice.Candidate(name, op, sizes, m * n, int(op.workspace_floats),
+                                                     weight_bytes=int(read)))
+            return cands
 
         report = b.choices[node.name] = {}
         unfit = _spmm_columns_unfit(k)
         if unfit is None and (k - 1) * m > _INT32_MAX:
             unfit = f"(K - 1) x tokens = {(k - 1) * m} exceeds the sparse kernel's int32 offsets"
-        return dense() if kernel_choice.decide(report, w, candidates, b.num_threads, unfit) == "dense" else sparse()
+        return ops[kernel_choice.decide(report, w, candidates, b.num_threads, unfit, generated)]()
 
 
 register(DOMAIN, ("FusedConv",), FusedConvLowering())

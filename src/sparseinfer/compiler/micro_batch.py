@@ -15,13 +15,13 @@ holds 60 MB of nonzeros at 90% sparsity; vgg16-pruned90 at batch 64 on 2 Zen 4 c
 benchmarks/sparse_vs_deepsparse.py: 23.1 img/s before, 29.1 after).
 
 ``batch_separable`` decides from the model whether that is exact; ``StreamedBatch`` runs it.
-In auto mode (``SPARSEINFER_BATCHING=auto|streams|batched``, default auto) a separable batch of
-at least one image per core runs as streams when the single-image plan chose sparse kernels.
-A dense model whose weights are each reused many times per image (convolutions over a map:
-``weight_reuse``) and that fits ``DENSE_TIMING_BUDGET`` has both forms timed at compile time and
-keeps the faster (measured at batch 64: mobilenet_v2 255 against 200 img/s, resnet50 +4%);
-models whose weights are used about once per image (MLPs, classifier heads) need the batch
-to reuse them and stay one plan."""
+In auto mode (``SPARSEINFER_BATCHING=auto|streams|batched``, default auto) only models whose
+weights are each reused many times per image (convolutions over a map: ``weight_reuse``) can
+stream; models whose weights are used about once per image (MLPs) need the batch to reuse them
+and stay one plan, sparse or not. Of the others, a separable batch of at least one image per core
+runs as streams when the single-image plan chose sparse kernels; a dense model that fits
+``DENSE_TIMING_BUDGET`` has both forms timed at compile time and keeps the faster (measured at
+batch 64: mobilenet_v2 255 against 200 img/s, resnet50 +4%)."""
 
 from __future__ import annotations
 
