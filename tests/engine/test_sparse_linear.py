@@ -310,8 +310,8 @@ def test_weight_bytes_shrink_and_dense_forcing(monkeypatch):
 def test_auto_choice_is_measured_and_reported(monkeypatch):
     monkeypatch.delenv("SPARSEINFER_KERNELS", raising=False)
     rng = np.random.default_rng(14)
-    model, feeds, want = linear_model(rng, (64, 256), 256, 0.95, act="relu")
-    engine = sparseinfer.compile_model(model, batch_size=64)
+    model, feeds, want = linear_model(rng, (256, 256), 256, 0.95, act="relu")  # 256 tokens: generated is timed
+    engine = sparseinfer.compile_model(model, batch_size=256)
     choice = gemm_reports(engine)[0].choice
     assert choice["weight_sparsity"] == pytest.approx(0.95, abs=1e-3) and choice["mode"] == "auto"
     kernels = {"dense", "sparse"} | ({"generated"} if _core.active_isa() == "avx512" else set())
@@ -326,6 +326,38 @@ def test_auto_choice_is_measured_and_reported(monkeypatch):
     names = {"dense": "sgemm", "sparse": f"spmm_linear_{_core.active_isa()}", "generated": "spmm_linear_generated_avx512"}
     assert gemm_reports(engine)[0].kernels[0].startswith(names[choice["chosen"]])
     np.testing.assert_allclose(engine(**feeds)[0], want, **TOL)
+
+
+@pytest.mark.skipif(_core.best_isa() != "avx512", reason="generated code is AVX-512 only")
+@pytest.mark.parametrize("case", GRAPH_CASES[:2] + [((3, 40, 70), 130)], ids=lambda c: f"x{'x'.join(map(str, c[0]))}n{c[1]}")
+@pytest.mark.parametrize("sparsity", [0.0, 0.9, 1.0])
+@pytest.mark.parametrize("residual,act", [(False, "none"), (True, "relu")])
+def test_forced_generated_matmul_matches_numpy_and_onnxruntime(case, sparsity, residual, act, monkeypatch):
+    """Linear layers as generated code (forced: whatever the weight budget and token count)."""
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "generated")
+    rng = np.random.default_rng(GRAPH_CASES.index(case) * 10 + int(sparsity * 5) + 3 if case in GRAPH_CASES else 5)
+    model, feeds, want = linear_model(rng, *case, sparsity, residual=residual, act=act)
+    engine = sparseinfer.compile_model(model)
+    (report,) = gemm_reports(engine)
+    assert report.kernels[0] == "spmm_linear_generated_avx512" and report.choice["chosen"] == "generated"
+    got = engine(**feeds)[0]
+    np.testing.assert_allclose(got, want, **TOL)
+    np.testing.assert_allclose(got, ort_run(model, feeds)[0], **TOL)
+
+
+@pytest.mark.skipif(_core.best_isa() != "avx512", reason="generated code is AVX-512 only")
+def test_generated_feed_forward_chain_matches_onnxruntime(monkeypatch):
+    """Up and down projections as generated code, the intermediate passed feature-major."""
+    monkeypatch.setenv("SPARSEINFER_KERNELS", "generated")
+    rng = np.random.default_rng(21)
+    w1, w2 = pruned(rng, (48, 96), 0.9), pruned(rng, (96, 48), 0.9)
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "W2"], ["y"])]
+    model = make_model(nodes, [f32("x", [2, 33, 48])], [f32("y", [2, 33, 48])], {"W1": w1, "W2": w2})
+    feeds = {"x": rng.standard_normal((2, 33, 48)).astype(np.float32)}
+    engine = sparseinfer.compile_model(model, batch_size=2)
+    assert [r.kernels[0] for r in gemm_reports(engine)] == ["spmm_linear_generated_avx512"] * 2
+    np.testing.assert_allclose(engine(**feeds)[0], ort_run(model, feeds)[0], **TOL)
 
 
 def test_dense_layers_are_not_timed(monkeypatch):

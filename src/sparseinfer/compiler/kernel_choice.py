@@ -11,7 +11,7 @@ measured once per process: timed alone the op finds its weights in cache, in a m
 before it have evicted them (the candidates differ most in this: packed dense weights, 6 bytes
 per nonzero compressed, ~13 as generated code).
 
-Sparse convolutions and linear layers (over more than one token) have two kernels: the row
+Sparse convolutions and linear layers (over at least 256 tokens) have two kernels: the row
 kernel over the compressed weights ("sparse") and, on AVX-512, code generated for the layer's
 weights ("generated", register-blocked over output rows: faster where its code is reused from
 cache, slower where a small map has each image fetch it from memory). The code adds memory, so
