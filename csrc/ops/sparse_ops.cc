@@ -185,7 +185,7 @@ SparseOp::SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, 
     : ep_(std::move(ep)), w_(std::move(w)), prefix_(std::move(name_prefix)) {
   if (generated) {
     if (w_.isa() != Isa::kAvx512)
-      throw std::invalid_argument(prefix_ + ": generated code needs avx512, got " + isa_name(w_.isa()));
+      throw std::invalid_argument(prefix_ + "*: generated code needs avx512, got " + isa_name(w_.isa()));
     program_ = std::make_unique<GeneratedSpmm>(w_, row_len > 0 && in_place_pays(w_, row_len));
   }
   name_ = name_for(generated);
@@ -196,7 +196,7 @@ std::string SparseOp::name_for(bool generated) const {
 }
 
 void SparseOp::drop_generated() {
-  if (w_.released()) throw std::logic_error(prefix_ + ": the compressed weights were released, the code stays");
+  if (w_.released()) throw std::logic_error(prefix_ + "*: the compressed weights were released, the code stays");
   program_.reset();
   name_ = name_for(false);
 }

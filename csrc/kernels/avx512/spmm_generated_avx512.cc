@@ -292,35 +292,53 @@ void epilogue(const SpmmArgs& a, const float* acc, int m0, int rows, int64_t q, 
   }
 }
 
-// Positions [a.q0, a.q1) of the rows of blocks [b0, b1): tiles of kTileVectors vectors; per panel
-// the tile is packed, then every chunk of the panel runs on each vector's slice.
-void run_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& a, uint32_t b0, uint32_t b1,
-               float* pack, float* acc) {
-  const int P = W.panels(), pk = W.panel_k(), M = W.M();
+// One tile of nv vectors (vector v: the code's input x[v], its first position q[v] and its
+// lanes) over the row blocks [b0, b1): per panel, prepare(p) (packed code: the copy), then every
+// group of row blocks on each vector of the tile; after the last panel each block's epilogue.
+template <class Prepare>
+void run_tile(const GeneratedCode& jc, const SpmmArgs& a, int M, int nv, const float* const* x, const int64_t* q,
+              const int* lanes, uint32_t b0, uint32_t b1, float* acc, const Prepare& prepare) {
+  const int P = a.panels;
   const int64_t mpad = int64_t(jc.blocks) * kRowBlock;
   const uint8_t* code = jc.data();
-  for (int64_t q = a.q0; q < a.q1; q += 16 * kTileVectors) {
-    const int w = static_cast<int>(std::min<int64_t>(16 * kTileVectors, a.q1 - q));
-    const int nv = (w + 15) / 16;
-    for (int p = 0; p < P; ++p) {
-      const int k0 = p * pk, k1 = std::min(W.K(), k0 + pk);
-      pack_slices(a, q, w, k0, k1, pack, pk);
-      const uint32_t* groups = jc.group_start.data();
-      for (size_t gi = 0; gi + 1 < jc.group_start.size(); ++gi) {
-        for (int v = 0; v < nv; ++v) {
-          const float* x = pack + int64_t(v) * pk * 16;
-          float* acc_v = acc + v * mpad * 16;
-          for (uint32_t b = std::max(groups[gi], b0); b < std::min(groups[gi + 1], b1); ++b) {
-            const size_t c = size_t(p) * jc.blocks + b;
-            float* acc_b = acc_v + int64_t(b) * kRowBlock * 16;
-            reinterpret_cast<Chunk>(code + jc.code_off[c])(x, acc_b, jc.vals.data() + jc.val_off[c], 0xFFFF);
-            if (p + 1 == P)
-              epilogue(a, acc_b, int(b) * kRowBlock, std::min(kRowBlock, M - int(b) * kRowBlock), q + 16 * v,
-                       std::min(16, w - 16 * v));
-          }
+  for (int p = 0; p < P; ++p) {
+    prepare(p);
+    const uint32_t* groups = jc.group_start.data();
+    for (size_t gi = 0; gi + 1 < jc.group_start.size(); ++gi) {
+      for (int v = 0; v < nv; ++v) {
+        const uint32_t lane_mask = lanes[v] == 16 ? 0xFFFFu : (1u << lanes[v]) - 1;
+        float* acc_v = acc + v * mpad * 16;
+        for (uint32_t b = std::max(groups[gi], b0); b < std::min(groups[gi + 1], b1); ++b) {
+          const size_t c = size_t(p) * jc.blocks + b;
+          float* acc_b = acc_v + int64_t(b) * kRowBlock * 16;
+          reinterpret_cast<Chunk>(code + jc.code_off[c])(x[v], acc_b, jc.vals.data() + jc.val_off[c], lane_mask);
+          if (p + 1 == P)
+            epilogue(a, acc_b, int(b) * kRowBlock, std::min(kRowBlock, M - int(b) * kRowBlock), q[v], lanes[v]);
         }
       }
     }
+  }
+}
+
+// Packed code over positions [a.q0, a.q1): tiles of kTileVectors consecutive vectors, packed
+// per panel.
+void run_packed(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& a, uint32_t b0, uint32_t b1,
+                float* pack, float* acc) {
+  const int pk = W.panel_k();
+  const float* x[kTileVectors];
+  int64_t q[kTileVectors];
+  int lanes[kTileVectors];
+  for (int v = 0; v < kTileVectors; ++v) x[v] = pack + int64_t(v) * pk * 16;
+  for (int64_t q0 = a.q0; q0 < a.q1; q0 += 16 * kTileVectors) {
+    const int w = static_cast<int>(std::min<int64_t>(16 * kTileVectors, a.q1 - q0));
+    const int nv = (w + 15) / 16;
+    for (int v = 0; v < nv; ++v) {
+      q[v] = q0 + 16 * v;
+      lanes[v] = std::min(16, w - 16 * v);
+    }
+    run_tile(jc, a, W.M(), nv, x, q, lanes, b0, b1, acc, [&](int p) {
+      pack_slices(a, q0, w, p * pk, std::min(W.K(), (p + 1) * pk), pack, pk);
+    });
   }
 }
 
@@ -345,35 +363,19 @@ struct DirectVectors {
   }
 };
 
-// Vectors [v0, v1) of the rows of blocks [b0, b1) by direct code: tiles of kTileVectors vectors,
-// per panel every group of row blocks on each vector of the tile.
-void run_direct_range(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs& a, const DirectVectors& dv,
-                      int64_t v0, int64_t v1, uint32_t b0, uint32_t b1, float* acc) {
-  const int P = W.panels(), M = W.M();
-  const int64_t mpad = int64_t(jc.blocks) * kRowBlock;
-  const uint8_t* code = jc.data();
-  int64_t q[kTileVectors], src[kTileVectors];
+// Direct code over vectors [v0, v1): tiles of kTileVectors of them.
+void run_direct(const GeneratedCode& jc, const SpmmArgs& a, int M, const DirectVectors& dv, int64_t v0, int64_t v1,
+                uint32_t b0, uint32_t b1, float* acc) {
+  const float* x[kTileVectors];
+  int64_t q[kTileVectors], src;
   int lanes[kTileVectors];
   for (int64_t t = v0; t < v1; t += kTileVectors) {
     const int nv = static_cast<int>(std::min<int64_t>(kTileVectors, v1 - t));
-    for (int v = 0; v < nv; ++v) dv.at(t + v, q[v], src[v], lanes[v]);
-    for (int p = 0; p < P; ++p) {
-      const uint32_t* groups = jc.group_start.data();
-      for (size_t gi = 0; gi + 1 < jc.group_start.size(); ++gi) {
-        for (int v = 0; v < nv; ++v) {
-          const float* x = a.in + src[v];
-          const uint32_t lane_mask = lanes[v] == 16 ? 0xFFFFu : (1u << lanes[v]) - 1;
-          float* acc_v = acc + v * mpad * 16;
-          for (uint32_t b = std::max(groups[gi], b0); b < std::min(groups[gi + 1], b1); ++b) {
-            const size_t c = size_t(p) * jc.blocks + b;
-            float* acc_b = acc_v + int64_t(b) * kRowBlock * 16;
-            reinterpret_cast<Chunk>(code + jc.code_off[c])(x, acc_b, jc.vals.data() + jc.val_off[c], lane_mask);
-            if (p + 1 == P)
-              epilogue(a, acc_b, int(b) * kRowBlock, std::min(kRowBlock, M - int(b) * kRowBlock), q[v], lanes[v]);
-          }
-        }
-      }
+    for (int v = 0; v < nv; ++v) {
+      dv.at(t + v, q[v], src, lanes[v]);
+      x[v] = a.in + src;
     }
+    run_tile(jc, a, M, nv, x, q, lanes, b0, b1, acc, [](int) {});
   }
 }
 
@@ -429,52 +431,38 @@ void GeneratedSpmm::run(const float* in, int64_t Q, float* out, int64_t ldo, con
         epilogue(base, z, m0, std::min(kRowBlock, W.M() - m0), q, static_cast<int>(std::min<int64_t>(16, Q - q)));
     return;
   }
+  base.panels = W.panels();
   const int blocks = code_->blocks;
   const int threads = pool ? std::min(pool->num_threads(), blocks) : 1;
-  if (code_->direct) {
-    const DirectVectors dv(Q, map);
-    const int64_t tiles = (dv.count + kTileVectors - 1) / kTileVectors;
-    const size_t acc_floats = size_t(kTileVectors) * blocks * kRowBlock * 16;
-    const bool by_rows = tiles < 2 * threads;  // as below
-    auto part = [&](size_t t) {
-      uint32_t b0 = 0, b1 = uint32_t(blocks);
-      int64_t v0 = 0, v1 = dv.count;
-      if (by_rows) {
-        b0 = uint32_t(int64_t(t) * blocks / threads);
-        b1 = uint32_t((int64_t(t) + 1) * blocks / threads);
-      } else {
-        v0 = std::min(dv.count, (int64_t(t) * tiles / threads) * kTileVectors);
-        v1 = std::min(dv.count, ((int64_t(t) + 1) * tiles / threads) * kTileVectors);
-      }
-      if (v0 < v1 && b0 < b1) run_direct_range(W, *code_, base, dv, v0, v1, b0, b1, spmm_thread_buffer<1>(acc_floats));
-    };
-    if (threads > 1)
-      pool->parallel_for_static(size_t(threads), part);
-    else
-      part(0);
-    return;
-  }
-  const int64_t tile = 16 * kTileVectors, tiles = (Q + tile - 1) / tile;
+  const DirectVectors dv(Q, map);
+  // Tiles of kTileVectors vectors: consecutive positions (packed), or cut at the map's rows.
+  const int64_t tiles = code_->direct ? (dv.count + kTileVectors - 1) / kTileVectors
+                                      : (Q + 16 * kTileVectors - 1) / (16 * kTileVectors);
   const size_t pack_floats = size_t(kTileVectors) * W.panel_k() * 16;
   const size_t acc_floats = size_t(kTileVectors) * blocks * kRowBlock * 16;
-  // At least two tiles per thread: each thread its block of positions (the same thread for the
-  // same positions layer after layer, as in spmm_f32); fewer (a small map, one image): each
-  // thread its share of the row blocks over every position, packing the input itself.
+  // At least two tiles per thread: each thread its block of tiles (the same thread for the same
+  // positions layer after layer, as in spmm_f32); fewer (a small map, one image): each thread its
+  // share of the row blocks over every tile (packed: packing the input itself).
   const bool by_rows = tiles < 2 * threads;
   auto part = [&](size_t t) {
-    SpmmArgs a = base;
+    int64_t t0 = 0, t1 = tiles;
     uint32_t b0 = 0, b1 = uint32_t(blocks);
     if (by_rows) {
-      a.q0 = 0;
-      a.q1 = Q;
       b0 = uint32_t(int64_t(t) * blocks / threads);
       b1 = uint32_t((int64_t(t) + 1) * blocks / threads);
     } else {
-      a.q0 = std::min(Q, (int64_t(t) * tiles / threads) * tile);
-      a.q1 = std::min(Q, ((int64_t(t) + 1) * tiles / threads) * tile);
+      t0 = int64_t(t) * tiles / threads;
+      t1 = (int64_t(t) + 1) * tiles / threads;
     }
-    if (a.q0 >= a.q1 || b0 >= b1) return;
-    run_range(W, *code_, a, b0, b1, spmm_thread_buffer<0>(pack_floats), spmm_thread_buffer<1>(acc_floats));
+    if (t0 >= t1 || b0 >= b1) return;
+    float* acc = spmm_thread_buffer<1>(acc_floats);
+    if (code_->direct)
+      return run_direct(*code_, base, W.M(), dv, t0 * kTileVectors, std::min(dv.count, t1 * kTileVectors), b0, b1,
+                        acc);
+    SpmmArgs a = base;
+    a.q0 = t0 * 16 * kTileVectors;
+    a.q1 = std::min(Q, t1 * 16 * kTileVectors);
+    run_packed(W, *code_, a, b0, b1, spmm_thread_buffer<0>(pack_floats), acc);
   };
   if (threads > 1)
     pool->parallel_for_static(size_t(threads), part);

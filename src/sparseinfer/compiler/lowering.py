@@ -742,9 +742,10 @@ class FusedGemmLowering(Lowering):
 
     @staticmethod
     def _choose(b, node, m: int, w: np.ndarray, bias, act, residual: bool, x_fm: bool = False, y_fm: bool = False):
-        """The GemmOp or the SparseLinearOp (row kernel or, on AVX-512, generated code) for this layer (kernel_choice.decide; the decision goes to b.choices).
-        Each op is built at most once. x_fm: x exists feature-major (the sparse op reads it so,
-        the dense one after a reorder); y_fm: the sparse op writes y so."""
+        """The GemmOp or the SparseLinearOp (row kernel or, on AVX-512, generated code) for this
+        layer (kernel_choice.decide; the decision goes to b.choices). Each op is built at most
+        once. x_fm: x exists feature-major (the sparse op reads it so, the dense one after a
+        reorder); y_fm: the sparse op writes y so."""
         isa = _core.active_isa()
         ops = {"dense": functools.cache(lambda: _core.GemmOp(m, w, bias, *act, isa, residual))}
         for name in ("sparse", "generated"):
