@@ -25,6 +25,27 @@ def test_analyze_tiny_model(tmp_path):
     assert 0 < rep["gzip9_bytes"] < rep["file_bytes"] + 100 and rep["file_bytes"] == path.stat().st_size
 
 
+def test_analyze_streamed_batch_counts_per_image(tmp_path, monkeypatch):
+    """A batch run as streams of single images is profiled per image: its FLOPs (and so its
+    GFLOP/s) are per image too, and its shapes those of one image."""
+    import numpy as np
+    from onnx import helper
+
+    from tests.engine.conftest import f32, make_model
+
+    monkeypatch.setenv("SPARSEINFER_BATCHING", "streams")
+    w = np.random.default_rng(0).standard_normal((16, 8, 3, 3)).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+                       [f32("x", ["N", 8, 10, 10])], [f32("y", ["N", 16, 10, 10])], {"w": w})
+    path = tmp_path / "conv.onnx"
+    onnx.save(model, path)
+    rep = analyze(str(path), batch_size=4, num_cores=2, repeats=2)
+    (conv,) = [x for x in rep["layers"] if x["flops"]]
+    assert rep["per"] == "image" and "streams" in rep["batching"]
+    assert conv["flops"] == 2 * 16 * 8 * 9 * 100 and conv["input_shapes"][0] == [1, 8, 10, 10]
+    assert conv["gflops_per_s"] == pytest.approx(conv["flops"] / (conv["ms"] * 1e6))
+
+
 def test_analyze_cli_pruned_zoo_model(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "a.json"

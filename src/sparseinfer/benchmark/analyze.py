@@ -1,5 +1,6 @@
 """`sparseinfer analyze MODEL`: per-layer op, shapes, FLOPs, weight sparsity, kernel chosen,
-time (CompiledGraph.profile: each op timed alone), share of the total and achieved GFLOP/s;
+time (CompiledGraph.profile: each op timed alone), share of the total and achieved GFLOP/s
+(per image when the batch runs as streams of single images: times and FLOPs alike);
 plus the model file's size against its gzip -9 size (how compressible the weights are)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ def analyze(model_arg: str, batch_size: int = 1, num_cores: int | None = None, r
     """The per-layer table (``layers``) and the totals, as a dict."""
     import sparseinfer
     from sparseinfer.benchmark.inputs import feeds_for, load_model
+    from sparseinfer.compiler.micro_batch import StreamedBatch
     from sparseinfer.graph.flops import analyze_flops, attention_macs
     from sparseinfer.graph.passes.fuse_epilogue import DOMAIN
 
@@ -27,18 +29,24 @@ def analyze(model_arg: str, batch_size: int = 1, num_cores: int | None = None, r
     arrays = [feeds[n] for n in engine.input_names]
     compiled.run(arrays)
     rows = compiled.profile(arrays, repeats=repeats)
+    # A batch run as streams of single images profiles per image (StreamedBatch.profile): its
+    # FLOPs are counted per image too.
+    per_image = isinstance(compiled, StreamedBatch)
+    images = batch_size if per_image else 1
     flops = {layer.node: layer for layer in analyze_flops(model, {k: list(v.shape) for k, v in feeds.items()}).layers}
-    nodes = {n.name: n for n in compiled.graph.nodes}
+    graphs = [compiled.streams[0].graph] + ([compiled.tail.graph] if compiled.tail else []) if per_image \
+        else [compiled.graph]
+    nodes = {n.name: (n, g) for g in graphs for n in g.nodes}
     total_ms = sum(r["ms"] for r in rows) or 1e-12
     layers = []
     for r in rows:
-        node = nodes.get(r["node"])
-        shapes_in = [list(compiled.graph.shapes.get(i, ())) for i in node.inputs if i] if node else []
-        shapes_out = [list(compiled.graph.shapes.get(o, ())) for o in node.outputs if o] if node else []
+        node, graph = nodes.get(r["node"], (None, None))
+        shapes_in = [list(graph.shapes.get(i, ())) for i in node.inputs if i] if node else []
+        shapes_out = [list(graph.shapes.get(o, ())) for o in node.outputs if o] if node else []
         fl = flops.get(r["node"])
-        f = 2 * fl.macs if fl and fl.macs else None
+        f = 2 * fl.macs / images if fl and fl.macs else None
         if node is not None and node.op == "Attention" and node.domain == DOMAIN:  # not an ONNX node
-            f = 2 * attention_macs(node, compiled.graph.shapes)
+            f = 2 * attention_macs(node, graph.shapes)
         layers.append({"node": r["node"], "op": r["op"], "input_shapes": shapes_in, "output_shapes": shapes_out,
                        "flops": f, "weight_sparsity": fl.sparsity if fl and fl.weight_numel else None,
                        "kernel": r["kernel"], "native": r["native"], "ms": r["ms"], "share": r["ms"] / total_ms,
@@ -46,7 +54,7 @@ def analyze(model_arg: str, batch_size: int = 1, num_cores: int | None = None, r
     data = open(path, "rb").read()
     total_flops = sum(x["flops"] or 0 for x in layers)
     return {"model": model_arg, "path": path, "batch_size": batch_size, "num_cores": engine.num_cores,
-            "isa": engine.isa, "layers": layers, "total_ms": total_ms, "total_flops": total_flops,
+            "isa": engine.isa, "per": "image" if per_image else "batch", "batching": engine.batching, "layers": layers, "total_ms": total_ms, "total_flops": total_flops,
             "gflops_per_s": total_flops / (total_ms * 1e6), "file_bytes": len(data),
             "gzip9_bytes": len(gzip.compress(data, compresslevel=9))}
 
@@ -80,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
               f"{x['kernel'][:22]:<22} {x['ms']:>8.4f} {x['share']:>6.1%} "
               f"{x['gflops_per_s'] if x['gflops_per_s'] else float('nan'):>8.2f}")
     print(f"total: {rep['total_ms']:.3f} ms (ops timed alone), {rep['total_flops'] / 1e6:.3f} MFLOP, "
-          f"{rep['gflops_per_s']:.2f} GFLOP/s; batch {rep['batch_size']}, {rep['num_cores']} cores, {rep['isa']}")
+          f"{rep['gflops_per_s']:.2f} GFLOP/s per {rep['per']}; batch {rep['batch_size']} ({rep['batching']}), "
+          f"{rep['num_cores']} cores, {rep['isa']}")
     print(f"file: {rep['file_bytes']:,} bytes, gzip -9: {rep['gzip9_bytes']:,} bytes "
           f"({rep['gzip9_bytes'] / rep['file_bytes']:.1%})")
     if args.export_json:
