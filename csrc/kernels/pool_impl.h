@@ -27,15 +27,16 @@ inline float pool_window_scale(const PoolParams& p, int iw0, int taps, int pr0, 
   return cnt > 0 ? 1.f / float(cnt) : 0.f;
 }
 
+// B floats as one vector value, loaded and stored unaligned, aliasing the floats it is read from.
 template <int B>
 struct LanesOf;
 template <>
 struct LanesOf<8> {
-  typedef float type __attribute__((vector_size(32), aligned(4)));
+  typedef float type __attribute__((vector_size(32), aligned(4), may_alias));
 };
 template <>
 struct LanesOf<16> {
-  typedef float type __attribute__((vector_size(64), aligned(4)));
+  typedef float type __attribute__((vector_size(64), aligned(4), may_alias));
 };
 template <int B>
 using Lanes = typename LanesOf<B>::type;
