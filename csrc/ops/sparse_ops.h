@@ -60,10 +60,10 @@ class SparseOp : public Op {
   void spmm(const float* in, int64_t Q, float* out, int64_t ldo, const Epilogue& ep, ThreadPool* pool,
             const SpmmInputMap* map = nullptr) const;
   SparseEpilogue ep_;
-  SparseWeights w_;
 
  private:
   std::string name_for(bool generated) const;
+  SparseWeights w_;
   std::string prefix_;
   std::unique_ptr<GeneratedSpmm> program_;
   std::string name_;

@@ -95,7 +95,7 @@ void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q
 }
 
 // The tile's input rows [k0, k1) (the last vector masked: zeros past the edge) into a.pack, row
-// stride kTile, every row on a vector boundary (mapped inputs: pack_tile_mapped).
+// stride kTile, every row on a vector boundary (mapped inputs: avx512::spmm_pack_mapped).
 template <int NV, bool MASK>
 void pack_tile(const SpmmArgs& a, int64_t q, __mmask16 lm, int k0, int k1) {
   if (a.map.row_len)

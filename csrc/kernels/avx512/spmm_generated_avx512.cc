@@ -104,6 +104,9 @@ struct Emitter {
 
 using Chunk = void (*)(const float* x, float* acc, const float* w, uint32_t lanes);
 
+// The first `lanes` (1-16) lanes of a vector.
+inline __mmask16 lanes_mask(int lanes) { return static_cast<__mmask16>((1u << lanes) - 1); }
+
 }  // namespace
 
 // Executable memory the generator writes once and then runs: mapped read-write while emitting,
@@ -270,9 +273,7 @@ void pack_slices(const SpmmArgs& a, int64_t q, int w, int k0, int k1, float* dst
       if (more) spmm_prefetch_run(src + w, next_w);
       float* d = dst + int64_t(k - k0) * 16;
       for (int v = 0; v < nv; ++v) {
-        const int lanes = std::min(16, w - 16 * v);
-        const __mmask16 m = lanes == 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
-        _mm512_store_ps(d + v * slice, _mm512_maskz_loadu_ps(m, src + 16 * v));
+        _mm512_store_ps(d + v * slice, _mm512_maskz_loadu_ps(lanes_mask(std::min(16, w - 16 * v)), src + 16 * v));
       }
     }
     return;
@@ -282,7 +283,7 @@ void pack_slices(const SpmmArgs& a, int64_t q, int w, int k0, int k1, float* dst
 
 // act(acc + bias + residual) of rows [m0, m0 + rows) x lanes [0, lanes) of vector v at q.
 void epilogue(const SpmmArgs& a, const float* acc, int m0, int rows, int64_t q, int lanes) {
-  const __mmask16 lm = lanes == 16 ? __mmask16(0xFFFF) : __mmask16((1u << lanes) - 1);
+  const __mmask16 lm = lanes_mask(lanes);
   for (int r = 0; r < rows; ++r) {
     const int m = m0 + r;
     __m512 s = _mm512_add_ps(_mm512_load_ps(acc + 16 * r), _mm512_set1_ps(a.bias ? a.bias[m] : 0.f));
@@ -306,7 +307,7 @@ void run_tile(const GeneratedCode& jc, const SpmmArgs& a, int M, int nv, const f
     const uint32_t* groups = jc.group_start.data();
     for (size_t gi = 0; gi + 1 < jc.group_start.size(); ++gi) {
       for (int v = 0; v < nv; ++v) {
-        const uint32_t lane_mask = lanes[v] == 16 ? 0xFFFFu : (1u << lanes[v]) - 1;
+        const uint32_t lane_mask = lanes_mask(lanes[v]);
         float* acc_v = acc + v * mpad * 16;
         for (uint32_t b = std::max(groups[gi], b0); b < std::min(groups[gi + 1], b1); ++b) {
           const size_t c = size_t(p) * jc.blocks + b;
@@ -424,8 +425,7 @@ void GeneratedSpmm::run(const float* in, int64_t Q, float* out, int64_t ldo, con
   base.alpha = ep.alpha;
   base.beta = ep.beta;
   if (W.K() == 0) {  // no columns: the epilogue of zero sums
-    std::vector<float> zeros(16 * size_t(kRowBlock) + 16, 0.f);
-    float* z = zeros.data() + ((64 - reinterpret_cast<uintptr_t>(zeros.data()) % 64) % 64) / sizeof(float);
+    alignas(64) const float z[16 * kRowBlock] = {};
     for (int64_t q = 0; q < Q; q += 16)
       for (int m0 = 0; m0 < W.M(); m0 += kRowBlock)
         epilogue(base, z, m0, std::min(kRowBlock, W.M() - m0), q, static_cast<int>(std::min<int64_t>(16, Q - q)));

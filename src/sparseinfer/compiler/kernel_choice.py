@@ -16,10 +16,9 @@ kernel over the compressed weights ("sparse") and, on AVX-512, code generated fo
 weights ("generated", register-blocked over output rows: faster where its code is reused from
 cache, slower where a small map has each image fetch it from memory). The code adds memory, so
 after the model is lowered :func:`fit_weight_budget` keeps it only while the compiled weights of
-those layers stay within
-``SPARSEINFER_WEIGHT_BUDGET`` (default 0.25) of their dense weights' bytes (the convolutions' and
-linear layers': embedding tables are outside the budget), dropping it first where it saves the
-least time per byte.
+those layers stay within ``SPARSEINFER_WEIGHT_BUDGET`` (default 0.25) of their dense weights'
+bytes (embedding tables are outside the budget), dropping it first where it saves the least
+time per byte.
 
 ``SPARSEINFER_KERNELS=dense|sparse|generated|auto`` (default auto) forces the choice, for tests
 and for users who want to compare ("generated" where a layer offers it, else "sparse").
@@ -68,6 +67,12 @@ class Candidate:
     reorders: Sequence[object] = ()
     reorder_sizes: Sequence[tuple[int, int]] = ()
     weight_bytes: int = 0  # read from memory per run, in a model (see the module docstring)
+
+
+def weights_read(name: str, op: object) -> int:
+    """What candidate ``name`` reads of its weights per run: the generated code, not the
+    compressed form it was made from; the op's weights otherwise."""
+    return int(op.generated_bytes if name == "generated" else op.weight_bytes)
 
 
 _BANDWIDTH: list[float] = []
@@ -203,7 +208,7 @@ def dense_weight_bytes(graph) -> int:
 
 
 def fit_weight_budget(generated: Sequence[tuple[object, dict]], total_bytes: int, limit: float) -> int:
-    """Keeps generated code on the layers in ``generated`` ((SparseConvOp, its measured choice)
+    """Keeps generated code on the layers in ``generated`` ((sparse op, its measured choice)
     pairs) only while the compiled weights fit ``limit`` bytes (``weight_budget()`` x the dense
     weights' bytes, less what other parts of the engine hold), counting that a layer keeping its
     code frees the compressed nonzeros it was made from (``op.releasable_bytes``). Drops it

@@ -656,12 +656,10 @@ class FusedConvLowering(Lowering):
                 if sparse_next and out_layout != sparse_layout_:
                     steps += b.layout_change_ops(out_shape, out_layout, sparse_layout_)
                 reorders, reorder_sizes = [op_ for op_, _, _ in steps], [(i, o) for _, i, o in steps]
-                # What the kernel reads of its weights per run: the generated code, not the
-                # compressed form it was made from.
-                read = op.generated_bytes if name == "generated" else op.weight_bytes
                 cands.append(kernel_choice.Candidate(
                     name, op, sizes, b.physical_size(out_shape, out_layout),
-                    0 if name == "dense" else int(op.workspace_floats), reorders, reorder_sizes, int(read)))
+                    0 if name == "dense" else int(op.workspace_floats), reorders, reorder_sizes,
+                    kernel_choice.weights_read(name, op)))
             return cands
 
         report = b.choices[node.name] = {}
@@ -762,15 +760,13 @@ class FusedGemmLowering(Lowering):
 
         def candidates():
             steps = b.reorder_ops(x_name, "plain") if x_fm and not b.has(x_name, "plain") else []
-            # What each reads of its weights per run (see kernel_choice): the code, not the
-            # compressed form it was made from.
             cands = [kernel_choice.Candidate("dense", ops["dense"](), sizes, m * n, 0, [op_ for op_, _, _ in steps],
-                                             [(i, o) for _, i, o in steps], int(ops["dense"]().weight_bytes))]
+                                             [(i, o) for _, i, o in steps],
+                                             kernel_choice.weights_read("dense", ops["dense"]()))]
             for name in ("sparse", "generated") if generated and m >= 256 else ("sparse",):
                 op = ops[name]()
-                read = op.generated_bytes if name == "generated" else op.weight_bytes
                 cands.append(kernel_choice.Candidate(name, op, sizes, m * n, int(op.workspace_floats),
-                                                     weight_bytes=int(read)))
+                                                     weight_bytes=kernel_choice.weights_read(name, op)))
             return cands
 
         report = b.choices[node.name] = {}

@@ -248,7 +248,6 @@ class StreamedBatch:
         self.streams = list(streams)
         self.batch = batch
         self.tail = tail
-        self.pin = bool(pin_cpus)
         self.stream_cpus = [pin_cpus[i % len(pin_cpus)] for i in range(len(self.streams))] if pin_cpus else []
         # What runs: the Engine's batching note starts with it.
         self.description = f"{len(self.streams)} streams of single images" + (
@@ -311,7 +310,7 @@ class StreamedBatch:
         k = len(self.streams)
         bounds = [self.batch * i // k for i in range(k + 1)]
         out: list = [None]
-        if self.pin:
+        if self.stream_cpus:
             if self._executor is None:
                 self._executor = self._pinned_executors()
             futures = [ex.submit(self._run_share, s, inputs, lo, hi, out)
