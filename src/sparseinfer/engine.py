@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from sparseinfer import _core
-from sparseinfer.compiler import CompiledGraph, NodeReport, kernel_choice, micro_batch
+from sparseinfer.compiler import CompiledGraph, NodeReport, fit_weight_budget, kernel_choice, micro_batch
 from sparseinfer.compiler.micro_batch import StreamedBatch, batch_separable
 from sparseinfer.errors import InputError, ModelLoadError
 from sparseinfer.graph import import_onnx, load_model_proto
@@ -119,22 +119,35 @@ class Engine:
             log.info("sparseinfer: batch %d runs as one plan: %s", n, reason)
             del g1
             return CompiledGraph(optimize(gn), self.num_cores, self.pin_threads)  # (not imported again)
-        tail = None
+        tail = deep = None
         cut = micro_batch.batched_tail(g1)
-        # The weight budget (kernel_choice) covers the engine: the streams' plan gets what the
+        end = len(g1.nodes) if cut is None else cut
+        stage = micro_batch.deep_stage(g1, end, -(-n // self.num_cores))
+        # The weight budget (kernel_choice) covers the engine: the streams' plans get what the
         # tail leaves of it.
         limit = kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(g1)
         if cut is not None:
-            g1, gn = micro_batch.split_at(g1, gn, cut)
-            tail = CompiledGraph(optimize(gn), self.num_cores, self.pin_threads)
+            tail = CompiledGraph(optimize(micro_batch.section(g1, gn, cut, len(gn.nodes))), self.num_cores,
+                                 self.pin_threads)
             limit -= tail.layer_weight_bytes
         del gn  # (its weights, before the single-image plans pack theirs)
         # (Single-thread plans: pinned, each would bind its caller to the first CPU; the streams'
         # own threads are pinned instead, one CPU each.)
-        first = CompiledGraph(optimize(g1), 1, False, weight_limit=limit)
+        if stage is not None:
+            start, m = stage
+            gm = import_onnx(proto, dict(zip(self.input_names, (((m,) + tuple(s[1:])) for s in shapes))))
+            deep = CompiledGraph(optimize(micro_batch.section(g1, gm, start, end)), 1, False, fit_budget=False)
+            del gm
+            first = CompiledGraph(optimize(micro_batch.section(g1, g1, 0, start)), 1, False, fit_budget=False)
+            # One budget for both: a layer's time saved is weighed per image.
+            fit_weight_budget([first, deep], limit, images=[1, m])
+        else:
+            first = CompiledGraph(optimize(micro_batch.section(g1, g1, 0, end)), 1, False, weight_limit=limit)
         del g1
         streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n, tail,
-                                 pin_cpus=self._cpus)
+                                 pin_cpus=self._cpus,
+                                 deep=[deep] + [deep.share() for _ in range(self.num_cores - 1)] if deep else None,
+                                 deep_images=stage[1] if stage else 1)
         sparse = any(kernel_choice.is_sparse(r.choice) for r in first.report)
         if mode == "streams" or sparse:
             streamed.batching_note = streamed.description + (

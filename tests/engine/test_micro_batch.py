@@ -247,3 +247,77 @@ def test_batched_tail_recomputes_values_derived_from_constants(rng, monkeypatch)
     assert engine._default.tail is not None
     x = rng.standard_normal((3, 8, 6, 6)).astype(np.float32)
     np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def _shrinking_cnn(rng):
+    """A 16x16 conv (256 positions per image), then a stride-2 conv and a conv at 8x8 (64: a
+    deep stage), then a classifier."""
+    w1 = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    w3 = rng.standard_normal((16, 16, 1, 1)).astype(np.float32)
+    fc = rng.standard_normal((5, 16)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Conv", ["r2", "w3"], ["c3"]),
+             helper.make_node("Add", ["c3", "r2"], ["s"]),
+             helper.make_node("GlobalAveragePool", ["s"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc"], ["y"], transB=1)]
+    return make_model(nodes, [f32("x", ["N", 4, 16, 16])], [f32("y", ["N", 5])],
+                      {"w1": w1, "w2": w2, "w3": w3, "fc": fc})
+
+
+def test_deep_stage_starts_after_the_last_large_map(rng):
+    g1 = _imported(_shrinking_cnn(rng), 1)
+    end = micro_batch.batched_tail(g1)
+    assert [n.op for n in g1.nodes[end:]] == ["Gemm"]
+    start, images = micro_batch.deep_stage(g1, end, share=100)
+    # From the stride-2 conv's input on; 784 positions per run over 8x8 maps: 12 images.
+    assert g1.nodes[start].op == "Conv" and g1.nodes[start].inputs[0] == "r1" and images == 12
+    assert micro_batch.deep_stage(g1, end, share=3) == (start, 3)  # no more than a stream's images
+    assert micro_batch.deep_stage(g1, end, share=1) is None
+    deep = micro_batch.section(g1, _imported(_shrinking_cnn(rng), 3), start, end)
+    assert deep.inputs == ("r1",) and deep.outputs == ("f",) and deep.shapes["r1"] == (3, 8, 16, 16)
+    # Every layer on a large map (or no cut before the small ones): no deep stage.
+    assert micro_batch.deep_stage(_imported(_cnn(rng), 1), 3, share=8) is None
+
+
+@pytest.mark.parametrize("n", [7, 8])
+def test_deep_stage_in_micro_batches_equals_onnxruntime(n, rng, monkeypatch):
+    """Two streams of single images, then micro-batches of 4 from the 8x8 stage on (a stream's
+    last one filled up when its share is not a multiple of 4), then the batched classifier."""
+    monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
+    model = _shrinking_cnn(rng)
+    engine = sparseinfer.compile_model(model, batch_size=n, num_cores=2)
+    sb = engine._default
+    assert isinstance(sb, StreamedBatch) and sb.deep is not None and sb.deep_images == 4
+    assert "from 'r1' on 4 images at a time" in engine.batching and sb.tail is not None
+    assert [r.op for r in sb.deep[0].report][:1] == ["FusedConv"]
+    assert [r.op for r in sb.report] == ([r.op for r in sb.streams[0].report] + [r.op for r in sb.deep[0].report]
+                                         + [r.op for r in sb.tail.report])
+    assert sb.weight_bytes == sb.streams[0].weight_bytes + sb.deep[0].weight_bytes + sb.tail.weight_bytes
+    x = rng.standard_normal((n, 4, 16, 16)).astype(np.float32)
+    for _ in range(2):
+        np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+    rows = sb.profile([x], repeats=2)
+    profiled = [r["node"] for r in rows if r["op"] != "Reorder"]
+    convs = [r.name for r in sb.report if r.op == "FusedConv"]
+    assert len(convs) == 3 and set(convs) <= set(profiled) <= {r.name for r in sb.report}
+    assert all(r["ms"] >= 0 for r in rows)
+
+
+def test_deep_stage_without_a_classifier_returns_the_whole_batch(rng, monkeypatch):
+    w1 = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    model = make_model([helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+                        helper.make_node("Relu", ["c1"], ["r1"]),
+                        helper.make_node("Conv", ["r1", "w2"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])],
+                       [f32("x", ["N", 4, 16, 16])], [f32("y", ["N", 8, 8, 8])], {"w1": w1, "w2": w2})
+    monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
+    engine = sparseinfer.compile_model(model, batch_size=5, num_cores=2)
+    assert engine._default.deep is not None and engine._default.tail is None
+    assert engine.output_shapes == [(5, 8, 8, 8)]
+    x = rng.standard_normal((5, 4, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

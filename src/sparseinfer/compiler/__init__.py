@@ -33,6 +33,24 @@ class NodeReport:
     choice: dict | None = None  # dense vs sparse: weight sparsity, measured ms per candidate, chosen
 
 
+def fit_weight_budget(plans: Sequence["CompiledGraph"], limit: float, images: Sequence[int] | None = None) -> None:
+    """Measured choices of generated code in ``plans`` (their ops held once: no plan shares
+    another's) only while the plans' compiled layers stay within ``limit`` bytes
+    (kernel_choice.fit_weight_budget, the layers weighed by the images one run of their plan
+    computes: ``images``, 1 each when None); the reports' kernel names follow."""
+    per_plan = list(images) if images is not None else [1] * len(plans)
+    layers = [(item, n) for plan, n in zip(plans, per_plan) for item in plan.generated_layers()]
+    measured = [(item, n) for item, n in layers if "measured_ms" in item[1]]
+    if measured:
+        total = sum(plan.layer_weight_bytes for plan in plans)
+        kernel_choice.fit_weight_budget([item for item, _ in measured], total, limit, [n for _, n in measured])
+    for (op, choice), _ in layers:
+        if "measured_ms" not in choice:  # forced: kept whatever the budget
+            op.release_compressed()
+    for plan in plans:
+        plan.refresh_kernels()
+
+
 def native_fraction(report: Sequence[NodeReport]) -> float:
     """The share of the nodes in ``report`` that run natively (1.0 for none)."""
     return sum(r.native for r in report) / len(report) if report else 1.0
@@ -41,7 +59,11 @@ def native_fraction(report: Sequence[NodeReport]) -> float:
 class CompiledGraph:
     """The executable for one set of input shapes."""
 
-    def __init__(self, graph: Graph, num_threads: int, pin_threads: bool = False, weight_limit: float | None = None):
+    def __init__(self, graph: Graph, num_threads: int, pin_threads: bool = False, weight_limit: float | None = None,
+                 fit_budget: bool = True):
+        """``weight_limit``: the bytes the compiled layers may fill with generated code (default:
+        the weight budget of ``graph``'s dense weights). ``fit_budget=False``: no limit applied yet,
+        the caller fits several plans to one (``fit_weight_budget``)."""
         self.graph = graph
         self.num_threads = num_threads
         self.pin_threads = pin_threads
@@ -96,7 +118,10 @@ class CompiledGraph:
                 self.segments.append(FallbackRegion(graph, nodes, ins, outs, num_threads))
                 for n in nodes:
                     self.report.append(NodeReport(n.name, n.op, False, ("onnxruntime",)))
-        self._fit_weight_budget(graph, weight_limit)
+        if fit_budget:
+            limit = (kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(graph)
+                     if weight_limit is None else weight_limit)
+            fit_weight_budget([self], limit)
         fallback_ops = sorted({r.op for r in self.report if not r.native})
         if fallback_ops:
             log.warning("sparseinfer: %d of %d nodes run on the ONNX Runtime fallback; op types: %s",
@@ -110,23 +135,15 @@ class CompiledGraph:
                         and self.segments[0].inputs == list(graph.inputs)
                         and self.segments[0].outputs == list(graph.outputs) else None)
 
-    def _fit_weight_budget(self, graph: Graph, limit: float | None) -> None:
-        """Measured choices of generated code only while the compiled weights stay within
-        ``limit`` bytes (default: the weight budget of this graph's dense weights;
-        kernel_choice.fit_weight_budget); the kernel names of the layers that gave it up follow."""
+    def generated_layers(self) -> list[tuple[object, dict]]:
+        """(sparse op, its choice) of the layers that chose generated code (see fit_weight_budget)."""
         choices = {r.name: r.choice for r in self.report if r.choice}
-        generated = [(st.op, choices[st.node.name]) for seg in self.segments if isinstance(seg, NativeSegmentPlan)
-                     for st in seg.steps if st.node is not None and choices.get(st.node.name, {}).get("chosen")
-                     == "generated"]
-        if not generated:
-            return
-        if limit is None:
-            limit = kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(graph)
-        measured = [(op, c) for op, c in generated if "measured_ms" in c]
-        kernel_choice.fit_weight_budget(measured, self.layer_weight_bytes, limit)
-        for op, c in generated:
-            if "measured_ms" not in c:  # forced: kept whatever the budget
-                op.release_compressed()
+        return [(st.op, choices[st.node.name]) for seg in self.segments if isinstance(seg, NativeSegmentPlan)
+                for st in seg.steps if st.node is not None and choices.get(st.node.name, {}).get("chosen")
+                == "generated"]
+
+    def refresh_kernels(self) -> None:
+        """The report's kernel names after ops changed kernel (fit_weight_budget)."""
         kernels = {n: tuple(k) for seg in self.segments if isinstance(seg, NativeSegmentPlan)
                    for n, k in seg.kernels.items()}
         self.report = [dataclasses.replace(r, kernels=kernels.get(r.name, r.kernels)) for r in self.report]

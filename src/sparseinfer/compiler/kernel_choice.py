@@ -207,22 +207,25 @@ def dense_weight_bytes(graph) -> int:
                    if k in graph.constants and graph.constants[k].dtype == np.float32 and graph.constants[k].ndim >= 2)
 
 
-def fit_weight_budget(generated: Sequence[tuple[object, dict]], total_bytes: int, limit: float) -> int:
+def fit_weight_budget(generated: Sequence[tuple[object, dict]], total_bytes: int, limit: float,
+                      images: Sequence[int] | None = None) -> int:
     """Keeps generated code on the layers in ``generated`` ((sparse op, its measured choice)
     pairs) only while the compiled weights fit ``limit`` bytes (``weight_budget()`` x the dense
     weights' bytes, less what other parts of the engine hold), counting that a layer keeping its
     code frees the compressed nonzeros it was made from (``op.releasable_bytes``). Drops it
     (``op.drop_generated()``; the choice then says "sparse" and why) first where it saves the least
-    time per byte it adds; then releases the compressed nonzeros of the layers that keep it.
+    time per image and byte it adds (``images``: per layer, the images one measured run computes;
+    1 each when None); then releases the compressed nonzeros of the layers that keep it.
     ``total_bytes``: the compiled weights now. Returns them after. (Layers forced to generated
     code by ``SPARSEINFER_KERNELS`` are not passed here: they keep it.)"""
+    per_run = list(images) if images is not None else [1] * len(generated)
 
-    def saving_per_byte(item):
-        op, choice = item
+    def saving_per_byte(k):
+        op, choice = generated[k]
         added = max(1, op.generated_bytes - op.releasable_bytes)
-        return (cost_ms(choice, "sparse") - cost_ms(choice, "generated")) / added
+        return (cost_ms(choice, "sparse") - cost_ms(choice, "generated")) / per_run[k] / added
 
-    kept = sorted(generated, key=saving_per_byte)
+    kept = [generated[k] for k in sorted(range(len(generated)), key=saving_per_byte)]
     after = total_bytes - sum(op.releasable_bytes for op, _ in kept)
     while kept and after > limit:
         op, choice = kept.pop(0)
