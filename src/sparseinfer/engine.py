@@ -126,6 +126,10 @@ class Engine:
         # The weight budget (kernel_choice) covers the engine: the streams' plans get what the
         # tail leaves of it.
         limit = kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(g1)
+        head = micro_batch.section(g1, g1, 0, end if stage is None else stage[0])
+        # Only the names of g1's constants are needed from here (to cut the other imports): its
+        # weights go now, not to hold every weight twice while the tail and the deep stage compile.
+        g1 = g1.replace(constants=dict.fromkeys(g1.constants))
         if cut is not None:
             tail = CompiledGraph(optimize(micro_batch.section(g1, gn, cut, len(gn.nodes))), self.num_cores,
                                  self.pin_threads)
@@ -136,14 +140,16 @@ class Engine:
         if stage is not None:
             start, m = stage
             gm = import_onnx(proto, dict(zip(self.input_names, (((m,) + tuple(s[1:])) for s in shapes))))
-            deep = CompiledGraph(optimize(micro_batch.section(g1, gm, start, end)), 1, False, fit_budget=False)
+            deep_graph = micro_batch.section(g1, gm, start, end)
             del gm
-            first = CompiledGraph(optimize(micro_batch.section(g1, g1, 0, start)), 1, False, fit_budget=False)
+            deep = CompiledGraph(optimize(deep_graph), 1, False, fit_budget=False)
+            del deep_graph
+            first = CompiledGraph(optimize(head), 1, False, fit_budget=False)
             # One budget for both: a layer's time saved is weighed per image.
             fit_weight_budget([first, deep], limit, images=[1, m])
         else:
-            first = CompiledGraph(optimize(micro_batch.section(g1, g1, 0, end)), 1, False, weight_limit=limit)
-        del g1
+            first = CompiledGraph(optimize(head), 1, False, weight_limit=limit)
+        del g1, head
         streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n, tail,
                                  pin_cpus=self._cpus,
                                  deep=[deep] + [deep.share() for _ in range(self.num_cores - 1)] if deep else None,

@@ -157,10 +157,11 @@ def _positions(node: Node, g: Graph) -> int | None:
 
 def deep_stage(g1: Graph, end: int, share: int) -> tuple[int, int] | None:
     """Where the streams switch from single images to micro-batches, and of how many images:
-    (first node, images per run), or None. From the earliest cut (``_cuts``) after which every
-    weighted layer up to ``end`` (the batched tail's cut, or the model's end) computes at most
-    ``DEEP_POSITIONS`` positions per image, each stream runs its images ``TARGET_POSITIONS`` /
-    the largest such map at a time (at most ``share``, the images of a stream). Such layers do
+    (first node, images per run), or None. From a cut (``_cuts``) after which every weighted
+    layer up to ``end`` (the batched tail's cut, or the model's end) computes at most
+    ``DEEP_POSITIONS`` positions per image (the latest such cut before the first of those layers),
+    each stream runs its images ``TARGET_POSITIONS`` / the largest such map at a time (at most
+    ``share``, the images of a stream; None below two). Such layers do
     little work per weight for one image (ResNet-50's last 14x14 and 7x7 stages: a quarter of the
     multiply-adds, three quarters of the weights); a micro-batch reads the weights (and runs
     generated code) once for several images, in vectors the small map leaves partly empty
