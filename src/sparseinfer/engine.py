@@ -123,10 +123,11 @@ class Engine:
         cut = micro_batch.batched_tail(g1)
         end = len(g1.nodes) if cut is None else cut
         stage = micro_batch.deep_stage(g1, end, -(-n // self.num_cores))
+        start, m = stage if stage is not None else (end, 1)  # (the streams' micro-batches, if any)
         # The weight budget (kernel_choice) covers the engine: the streams' plans get what the
         # tail leaves of it.
         limit = kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(g1)
-        head = micro_batch.section(g1, g1, 0, end if stage is None else stage[0])
+        head = micro_batch.section(g1, g1, 0, start)
         # Only the names of g1's constants are needed from here (to cut the other imports): its
         # weights go now, not to hold every weight twice while the tail and the deep stage compile.
         g1 = g1.replace(constants=dict.fromkeys(g1.constants))
@@ -138,22 +139,19 @@ class Engine:
         # (Single-thread plans: pinned, each would bind its caller to the first CPU; the streams'
         # own threads are pinned instead, one CPU each.)
         if stage is not None:
-            start, m = stage
             gm = import_onnx(proto, dict(zip(self.input_names, (((m,) + tuple(s[1:])) for s in shapes))))
             deep_graph = micro_batch.section(g1, gm, start, end)
             del gm
             deep = CompiledGraph(optimize(deep_graph), 1, False, fit_budget=False)
             del deep_graph
-            first = CompiledGraph(optimize(head), 1, False, fit_budget=False)
-            # One budget for both: a layer's time saved is weighed per image.
-            fit_weight_budget([first, deep], limit, images=[1, m])
-        else:
-            first = CompiledGraph(optimize(head), 1, False, weight_limit=limit)
+        first = CompiledGraph(optimize(head), 1, False, fit_budget=False)
         del g1, head
+        # One budget for the streams' plans: a layer's time saved is weighed per image.
+        fit_weight_budget([first] + ([deep] if deep else []), limit, images=[1, m])
         streamed = StreamedBatch([first] + [first.share() for _ in range(self.num_cores - 1)], n, tail,
                                  pin_cpus=self._cpus,
                                  deep=[deep] + [deep.share() for _ in range(self.num_cores - 1)] if deep else None,
-                                 deep_images=stage[1] if stage else 1)
+                                 deep_images=m)
         sparse = any(kernel_choice.is_sparse(r.choice) for r in first.report)
         if mode == "streams" or sparse:
             streamed.batching_note = streamed.description + (

@@ -199,7 +199,7 @@ def test_batched_tail_starts_where_the_rest_reads_one_value(rng, monkeypatch):
     g1 = _imported(model, 1)
     cut = micro_batch.batched_tail(g1)
     assert [n.op for n in g1.nodes[cut:]] == ["Flatten", "Flatten", "Gemm", "Add"]
-    head, tail = micro_batch.split_at(g1, _imported(model, 4), cut)
+    head, tail = micro_batch.section(g1, g1, 0, cut), micro_batch.section(g1, _imported(model, 4), cut, len(g1.nodes))
     assert head.outputs == ("g",) and tail.inputs == ("g",) and tail.shapes["g"] == (4, 16, 1, 1)
     monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
     engine = sparseinfer.compile_model(model, batch_size=4, num_cores=2)
@@ -240,7 +240,7 @@ def test_batched_tail_recomputes_values_derived_from_constants(rng, monkeypatch)
     g1 = _imported(model, 1)
     cut = micro_batch.batched_tail(g1)
     assert [n.op for n in g1.nodes[cut:]] == ["Gemm"]
-    head, tail = micro_batch.split_at(g1, _imported(model, 3), cut)
+    head, tail = micro_batch.section(g1, g1, 0, cut), micro_batch.section(g1, _imported(model, 3), cut, len(g1.nodes))
     assert [n.op for n in tail.nodes] == ["Identity", "Gemm"] and tail.inputs == ("f",)
     monkeypatch.setenv(micro_batch.ENV_VAR, "streams")
     engine = sparseinfer.compile_model(model, batch_size=3, num_cores=2)

@@ -59,11 +59,9 @@ def native_fraction(report: Sequence[NodeReport]) -> float:
 class CompiledGraph:
     """The executable for one set of input shapes."""
 
-    def __init__(self, graph: Graph, num_threads: int, pin_threads: bool = False, weight_limit: float | None = None,
-                 fit_budget: bool = True):
-        """``weight_limit``: the bytes the compiled layers may fill with generated code (default:
-        the weight budget of ``graph``'s dense weights). ``fit_budget=False``: no limit applied yet,
-        the caller fits several plans to one (``fit_weight_budget``)."""
+    def __init__(self, graph: Graph, num_threads: int, pin_threads: bool = False, fit_budget: bool = True):
+        """``fit_budget``: generated code kept within the weight budget of ``graph``'s dense weights;
+        False: no limit applied yet, the caller fits plans to one (``fit_weight_budget``)."""
         self.graph = graph
         self.num_threads = num_threads
         self.pin_threads = pin_threads
@@ -119,9 +117,7 @@ class CompiledGraph:
                 for n in nodes:
                     self.report.append(NodeReport(n.name, n.op, False, ("onnxruntime",)))
         if fit_budget:
-            limit = (kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(graph)
-                     if weight_limit is None else weight_limit)
-            fit_weight_budget([self], limit)
+            fit_weight_budget([self], kernel_choice.weight_budget() * kernel_choice.dense_weight_bytes(graph))
         fallback_ops = sorted({r.op for r in self.report if not r.native})
         if fallback_ops:
             log.warning("sparseinfer: %d of %d nodes run on the ONNX Runtime fallback; op types: %s",

@@ -204,12 +204,6 @@ def section(g1: Graph, g: Graph, lo: int, hi: int) -> Graph:
     return remove_unused(g.replace(nodes=from_constants + tuple(g.nodes[lo:hi]), inputs=inputs, outputs=outputs))
 
 
-def split_at(g1: Graph, gn: Graph, cut: int) -> tuple[Graph, Graph]:
-    """The model's nodes before ``cut`` at batch 1 (ending in the one value the rest reads) and
-    the nodes from ``cut`` on at batch n (starting from that value); see ``batched_tail``."""
-    return section(g1, g1, 0, cut), section(g1, gn, cut, len(gn.nodes))
-
-
 def time_both(streamed: "StreamedBatch", batched, feeds: Sequence[np.ndarray], runs: int = 2) -> tuple[float, float]:
     """Best-of-``runs`` seconds of a batch as streams and as one plan, alternating, after one
     warm-up run of each."""
