@@ -284,13 +284,18 @@ void pack_slices(const SpmmArgs& a, int64_t q, int w, int k0, int k1, float* dst
 // act(acc + bias + residual) of rows [m0, m0 + rows) x lanes [0, lanes) of vector v at q.
 void epilogue(const SpmmArgs& a, const float* acc, int m0, int rows, int64_t q, int lanes) {
   const __mmask16 lm = lanes_mask(lanes);
-  for (int r = 0; r < rows; ++r) {
-    const int m = m0 + r;
-    __m512 s = _mm512_add_ps(_mm512_load_ps(acc + 16 * r), _mm512_set1_ps(a.bias ? a.bias[m] : 0.f));
-    if (a.residual) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(lm, a.residual + m * a.ldo + q));
-    if (a.act != Activation::kNone) s = avx512::activate(s, a.act, a.alpha, a.beta);
-    _mm512_mask_storeu_ps(a.out + m * a.ldo + q, lm, s);
-  }
+  const float* const bias = a.bias;
+  const float* const residual = a.residual ? a.residual + q : nullptr;
+  float* const out = a.out + q;
+  const int64_t ldo = a.ldo;
+  avx512::with_activation(a.act, a.alpha, a.beta, [&](const auto& act) {
+    for (int r = 0; r < rows; ++r) {
+      const int64_t m = m0 + r;
+      __m512 s = _mm512_add_ps(_mm512_load_ps(acc + 16 * r), _mm512_set1_ps(bias ? bias[m] : 0.f));
+      if (residual) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(lm, residual + m * ldo));
+      _mm512_mask_storeu_ps(out + m * ldo, lm, act(s));
+    }
+  });
 }
 
 // One tile of nv vectors (vector v: the code's input x[v], its first position q[v] and its
