@@ -175,11 +175,13 @@ def conv3x3_reference(w4, plane):
 
 @pytest.mark.parametrize("isa", VARIANTS)
 @pytest.mark.parametrize("sparsity", [0.0, 0.9])
-def test_conv3x3_offsets(isa, sparsity):
+@pytest.mark.parametrize("cin, cout, H, W", [(6, 10, 9, 13), (24, 10, 160, 147)])
+def test_conv3x3_offsets(isa, sparsity, cin, cout, H, W):
     """Offsets c*plane + r*Wp + s express a 3x3 stride-1 conv over a zero-padded plane: output
-    position q = h * Wp + w (rows of width Wp, the last 2 columns of each row are junk)."""
+    position q = h * Wp + w (rows of width Wp, the last 2 columns of each row are junk). The
+    large case's input spans more than 2 MiB: in-place generated code then prefetches the next
+    tile's input lines while one runs."""
     rng = np.random.default_rng(5)
-    cin, cout, H, W = 6, 10, 9, 13
     Hp, Wp = H + 2, W + 2
     x = rand(rng, cin, H, W)
     plane = np.zeros((cin, Hp, Wp), dtype=np.float32)
