@@ -10,6 +10,7 @@ namespace si {
 namespace {
 
 constexpr int kTile = 32;
+constexpr int kPrefetchRows = 16;
 
 template <int NV, bool MASK>
 inline __m256 load(const float* p, int v, __m256i lm) {
@@ -20,10 +21,10 @@ inline __m256 load(const float* p, int v, __m256i lm) {
 // One output row x (8 * NV) positions over the nonzeros [col, end); sums start from `init` (a
 // previous panel's partial sums) or zero, and go to `partial` when more panels follow, else
 // through the epilogue to `o`.
-template <int NV, bool MASK, bool AFFINE>
+template <int NV, bool MASK, bool AFFINE, class Act>
 inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end, const int32_t* col_off,
                      int64_t stride, const float* x, const float* init, float* partial, float* o, const float* r,
-                     float bias, __m256i lm, const SpmmArgs& a) {
+                     float bias, __m256i lm, const Act& act) {
   __m256 c0[NV], c1[NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) {
@@ -56,7 +57,7 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
   for (int v = 0; v < NV; ++v) {
     __m256 s = _mm256_add_ps(_mm256_add_ps(c0[v], c1[v]), b);
     if (r) s = _mm256_add_ps(s, load<NV, MASK>(r + 8 * v, v, lm));
-    if (a.act != Activation::kNone) s = avx2::activate(s, a.act, a.alpha, a.beta);
+    s = act(s);
     if (MASK && v == NV - 1)
       _mm256_maskstore_ps(o + 8 * v, lm, s);
     else
@@ -65,19 +66,41 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
 }
 
 // Rows [m0, m1) of the tile at q over panel p's nonzeros, reading input row k at x +
-// offset(k) (stride or table); panels > 1: partial sums in a.acc between panels.
-template <int NV, bool MASK, bool AFFINE>
-void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q, __m256i lm) {
+// offset(k) (stride or table); panels > 1: partial sums in a.acc between panels. As in the
+// AVX-512 kernel: `a` read before the first store, and each stored row prefetches the output
+// (and residual) lines kPrefetchRows rows ahead (past the last row: the next tile's first rows).
+template <int NV, bool MASK, bool AFFINE, class Act>
+void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q, __m256i lm, const Act& act) {
   const int32_t* rs = a.row_start + size_t(p) * a.M;
   const bool first = p == 0, last = p + 1 == a.panels;
-  for (int m = a.m0; m < a.m1; ++m) {
+  const float* const val = a.val;
+  const uint16_t* const col = a.col;
+  const int32_t* const col_off = a.col_off;
+  const float* const bias = a.bias;
+  const int64_t ldo = a.ldo;
+  float* const out = a.out + q;
+  const float* const residual = a.residual ? a.residual + q : nullptr;
+  float* const acc0 = a.acc;
+  const int m0 = a.m0, m1 = a.m1;
+  const bool next_tile = q + kTile < a.q1;
+  for (int m = m0; m < m1; ++m) {
     const int32_t i0 = rs[m], i1 = rs[m + 1];
     if (!first && !last && i0 == i1) continue;
-    float* acc = a.acc ? a.acc + size_t(m - a.m0) * kTile : nullptr;
-    float* o = a.out + m * a.ldo + q;
-    const float* r = a.residual ? a.residual + m * a.ldo + q : nullptr;
-    row_tile<NV, MASK, AFFINE>(a.val + i0, a.col + i0, a.col + i1, a.col_off, stride, x, first ? nullptr : acc,
-                               last ? nullptr : acc, o, r, a.bias ? a.bias[m] : 0.f, lm, a);
+    float* acc = acc0 ? acc0 + size_t(m - m0) * kTile : nullptr;
+    row_tile<NV, MASK, AFFINE>(val + i0, col + i0, col + i1, col_off, stride, x, first ? nullptr : acc,
+                               last ? nullptr : acc, out + m * ldo, residual ? residual + m * ldo : nullptr,
+                               bias ? bias[m] : 0.f, lm, act);
+    if (last) {
+      int mp = m + kPrefetchRows;
+      int64_t next = 0;
+      if (mp >= m1) mp -= m1 - m0, next = kTile;
+      if (mp < m1 && (next == 0 || next_tile)) {
+        const int64_t off = mp * ldo + next;
+        for (int v = 0; v < NV; v += 2) _mm_prefetch(reinterpret_cast<const char*>(out + off + 8 * v), _MM_HINT_ET0);
+        if (residual)
+          for (int v = 0; v < NV; v += 2) _mm_prefetch(reinterpret_cast<const char*>(residual + off + 8 * v), _MM_HINT_T0);
+      }
+    }
   }
 }
 
@@ -129,12 +152,12 @@ void pack_tile(const SpmmArgs& a, int64_t q, __m256i lm, int k0, int k1) {
   }
 }
 
-template <int NV, bool MASK>
-void rows(const SpmmArgs& a, int64_t q, __m256i lm) {
+template <int NV, bool MASK, class Act>
+void rows(const SpmmArgs& a, int64_t q, __m256i lm, const Act& act) {
   spmm_tile_rows<kTile>(
       a, q, [&](int k0, int k1) { pack_tile<NV, MASK>(a, q, lm, k0, k1); },
-      [&](int p, const float* x, int64_t stride) { rows_as<NV, MASK, true>(a, p, x, stride, q, lm); },
-      [&](const float* x) { rows_as<NV, MASK, false>(a, 0, x, -1, q, lm); });
+      [&](int p, const float* x, int64_t stride) { rows_as<NV, MASK, true>(a, p, x, stride, q, lm, act); },
+      [&](const float* x) { rows_as<NV, MASK, false>(a, 0, x, -1, q, lm, act); });
 }
 
 // One position (a matrix-vector product: a linear layer on one token): 8 nonzeros per step,
@@ -174,19 +197,21 @@ void spmv(const SpmmArgs& a) {
 
 void spmm_kernel_avx2(const SpmmArgs& a) {
   if (a.q1 - a.q0 == 1) return a.col_stride >= 0 ? spmv<true>(a) : spmv<false>(a);
-  int64_t q = a.q0;
-  const __m256i full = _mm256_set1_epi32(-1);
-  for (; q + kTile <= a.q1; q += kTile) rows<4, false>(a, q, full);
-  const int w = static_cast<int>(a.q1 - q);
-  if (w <= 0) return;
-  const int nv = (w + 7) / 8, last = w - 8 * (nv - 1);
-  const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32(last), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  switch (nv) {
-    case 4: return rows<4, true>(a, q, lm);
-    case 3: return rows<3, true>(a, q, lm);
-    case 2: return rows<2, true>(a, q, lm);
-    default: return rows<1, true>(a, q, lm);
-  }
+  avx2::with_activation(a.act, a.alpha, a.beta, [&](const auto& act) {
+    int64_t q = a.q0;
+    const __m256i full = _mm256_set1_epi32(-1);
+    for (; q + kTile <= a.q1; q += kTile) rows<4, false>(a, q, full, act);
+    const int w = static_cast<int>(a.q1 - q);
+    if (w <= 0) return;
+    const int nv = (w + 7) / 8, last = w - 8 * (nv - 1);
+    const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32(last), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    switch (nv) {
+      case 4: return rows<4, true>(a, q, lm, act);
+      case 3: return rows<3, true>(a, q, lm, act);
+      case 2: return rows<2, true>(a, q, lm, act);
+      default: return rows<1, true>(a, q, lm, act);
+    }
+  });
 }
 
 }  // namespace si

@@ -117,4 +117,23 @@ inline __m256 activate(__m256 v, Activation act, float alpha, float beta) {
   return v;
 }
 
+// The activation as a functor chosen once per kernel call (see avx512::with_activation).
+struct NoActivation {
+  __m256 operator()(__m256 v) const { return v; }
+};
+struct ReluActivation {
+  __m256 operator()(__m256 v) const { return _mm256_max_ps(v, _mm256_setzero_ps()); }
+};
+struct AnyActivation {
+  Activation act;
+  float alpha, beta;
+  __m256 operator()(__m256 v) const { return activate(v, act, alpha, beta); }
+};
+template <class F>
+inline void with_activation(Activation act, float alpha, float beta, const F& f) {
+  if (act == Activation::kNone) return f(NoActivation{});
+  if (act == Activation::kRelu) return f(ReluActivation{});
+  f(AnyActivation{act, alpha, beta});
+}
+
 }  // namespace si::avx2
