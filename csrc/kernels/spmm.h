@@ -253,6 +253,26 @@ inline void spmm_prefetch_run(const float* src, int floats) {
   __builtin_prefetch(src + floats - 1, 0, 2);
 }
 
+// After output row m of a tile (rows [m0, m1), `tile` positions from `out`, rows ldo apart) is
+// stored: prefetches the output lines of the row kSpmmPrefetchRows ahead, and of its residual;
+// past the last row, the next tile's first rows (when there is one), `floats` of each (a plain
+// read prefetch: the ISA files are not built for PREFETCHW). Every output row is its own store stream, hundreds of them, more than the
+// hardware prefetchers follow, so on maps past L2 each row's stores otherwise wait for their
+// lines (resnet50-pruned90 batch 64: 2-8% faster, AVX-512 and AVX2 alike).
+inline constexpr int kSpmmPrefetchRows = 16;
+inline void spmm_prefetch_row_ahead(float* out, const float* residual, int m, int m0, int m1, int64_t ldo, int tile,
+                                    bool next_tile, int floats) {
+  int mp = m + kSpmmPrefetchRows;
+  int64_t off = 0;
+  if (mp >= m1) mp -= m1 - m0, off = tile;
+  if (mp >= m1 || (off && !next_tile)) return;
+  off += mp * ldo;
+  for (int j = 0; j < floats; j += 16) {
+    __builtin_prefetch(out + off + j, 0, 3);
+    if (residual) __builtin_prefetch(residual + off + j, 0, 3);
+  }
+}
+
 // A 64-byte aligned per-thread buffer of at least n floats, grown once per thread to the
 // largest size asked for (Slot 0: packed input, 1: partial sums).
 template <int Slot>
