@@ -273,6 +273,36 @@ inline void spmm_prefetch_row_ahead(float* out, const float* residual, int m, in
   }
 }
 
+// The row loop of every ISA kernel over the tile at q and panel p: for each row m of [a.m0,
+// a.m1) (skipping rows with no nonzeros in a middle panel), row(val, col, end, init, partial,
+// out, residual, bias) with the row's segment of a.val / a.col, the partial sums to start from
+// (init; nullptr: zero) and to leave (partial; nullptr: through the epilogue to `out`, adding
+// `residual` when not nullptr), then after the last panel the row-ahead prefetch (floats: the
+// tile's width). Reads `a` only before the first store: the compiler cannot tell the stores
+// from a's floats and would reload every field per row.
+template <int TILE, class Row>
+inline void spmm_rows(const SpmmArgs& a, int p, int64_t q, int floats, const Row& row) {
+  const int32_t* rs = a.row_start + size_t(p) * a.M;
+  const bool first = p == 0, last = p + 1 == a.panels;
+  const float* const val = a.val;
+  const uint16_t* const col = a.col;
+  const float* const bias = a.bias;
+  const int64_t ldo = a.ldo;
+  float* const out = a.out + q;
+  const float* const residual = a.residual ? a.residual + q : nullptr;
+  float* const acc0 = a.acc;
+  const int m0 = a.m0, m1 = a.m1;
+  const bool next_tile = q + TILE < a.q1;
+  for (int m = m0; m < m1; ++m) {
+    const int32_t i0 = rs[m], i1 = rs[m + 1];
+    if (!first && !last && i0 == i1) continue;
+    float* acc = acc0 ? acc0 + size_t(m - m0) * TILE : nullptr;
+    row(val + i0, col + i0, col + i1, first ? nullptr : acc, last ? nullptr : acc, out + m * ldo,
+        residual ? residual + m * ldo : nullptr, bias ? bias[m] : 0.f);
+    if (last) spmm_prefetch_row_ahead(out, residual, m, m0, m1, ldo, TILE, next_tile, floats);
+  }
+}
+
 // A 64-byte aligned per-thread buffer of at least n floats, grown once per thread to the
 // largest size asked for (Slot 0: packed input, 1: partial sums).
 template <int Slot>

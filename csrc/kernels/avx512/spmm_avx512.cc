@@ -77,33 +77,16 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
   }
 }
 
-// Rows [m0, m1) of the tile at q over panel p's nonzeros, reading input row k at x +
-// offset(k) (stride or table); panels > 1: partial sums in a.acc between panels. The loop reads
-// `a` only before its first store (the compiler cannot tell the stores from a's floats), and
-// each stored row prefetches a later row's lines (spmm_prefetch_row_ahead).
+// Rows [m0, m1) of the tile at q over panel p's nonzeros (spmm_rows), reading input row k at
+// x + offset(k) (stride or table); panels > 1: partial sums in a.acc between panels.
 template <int NV, bool MASK, bool AFFINE, class Act>
 void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q, __mmask16 lm, const Act& act) {
-  const int32_t* rs = a.row_start + size_t(p) * a.M;
-  const bool first = p == 0, last = p + 1 == a.panels;
-  const float* const val = a.val;
-  const uint16_t* const col = a.col;
   const int32_t* const col_off = a.col_off;
-  const float* const bias = a.bias;
-  const int64_t ldo = a.ldo;
-  float* const out = a.out + q;
-  const float* const residual = a.residual ? a.residual + q : nullptr;
-  float* const acc0 = a.acc;
-  const int m0 = a.m0, m1 = a.m1;
-  const bool next_tile = q + kTile < a.q1;
-  for (int m = m0; m < m1; ++m) {
-    const int32_t i0 = rs[m], i1 = rs[m + 1];
-    if (!first && !last && i0 == i1) continue;
-    float* acc = acc0 ? acc0 + size_t(m - m0) * kTile : nullptr;
-    row_tile<NV, MASK, AFFINE>(val + i0, col + i0, col + i1, col_off, stride, x, first ? nullptr : acc,
-                               last ? nullptr : acc, out + m * ldo, residual ? residual + m * ldo : nullptr,
-                               bias ? bias[m] : 0.f, lm, act);
-    if (last) spmm_prefetch_row_ahead(out, residual, m, m0, m1, ldo, kTile, next_tile, 16 * NV);
-  }
+  spmm_rows<kTile>(a, p, q, 16 * NV,
+                   [&](const float* val, const uint16_t* col, const uint16_t* end, const float* init, float* partial,
+                       float* o, const float* r, float bias) {
+                     row_tile<NV, MASK, AFFINE>(val, col, end, col_off, stride, x, init, partial, o, r, bias, lm, act);
+                   });
 }
 
 // The tile's input rows [k0, k1) (the last vector masked: zeros past the edge) into a.pack, row
