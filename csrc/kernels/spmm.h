@@ -256,9 +256,9 @@ inline void spmm_prefetch_run(const float* src, int floats) {
 // After output row m of a tile (rows [m0, m1), `tile` positions from `out`, rows ldo apart) is
 // stored: prefetches the output lines of the row kSpmmPrefetchRows ahead, and of its residual;
 // past the last row, the next tile's first rows (when there is one), `floats` of each (a plain
-// read prefetch: the ISA files are not built for PREFETCHW). Every output row is its own store stream, hundreds of them, more than the
-// hardware prefetchers follow, so on maps past L2 each row's stores otherwise wait for their
-// lines (resnet50-pruned90 batch 64: 2-8% faster, AVX-512 and AVX2 alike).
+// read prefetch: a PREFETCHW build measured no different). Every output row is its own store
+// stream, hundreds of them, more than the hardware prefetchers follow, so on maps past L2 each
+// row's stores otherwise wait for their lines (resnet50-pruned90 batch 64: 2-8% faster).
 inline constexpr int kSpmmPrefetchRows = 16;
 inline void spmm_prefetch_row_ahead(float* out, const float* residual, int m, int m0, int m1, int64_t ldo, int tile,
                                     bool next_tile, int floats) {

@@ -309,10 +309,13 @@ void epilogue(const SpmmArgs& a, const float* acc, int m0, int rows, int64_t q, 
 // One tile of nv vectors (vector v: the code's input x[v], its first position q[v] and its
 // lanes) over the row blocks [b0, b1): per panel, prepare(p) (packed code: the copy), then every
 // group of row blocks on each vector of the tile; after the last panel each block's epilogue.
-template <class Prepare, class Step = void (*)()>
+struct NoStep {
+  void operator()() const {}
+};
+template <class Prepare, class Step = NoStep>
 void run_tile(const GeneratedCode& jc, const SpmmArgs& a, int M, int nv, const float* const* x, const int64_t* q,
               const int* lanes, uint32_t b0, uint32_t b1, float* acc, const Prepare& prepare,
-              const Step& step = [] {}) {
+              const Step& step = Step()) {
   const int P = a.panels;
   const int64_t mpad = int64_t(jc.blocks) * kRowBlock;
   const uint8_t* code = jc.data();
@@ -403,11 +406,15 @@ void run_direct(const GeneratedCode& jc, const SpmmArgs& a, int M, const DirectV
       dv.at(t + kTileVectors + v, qv, src, ln);
       xn[v] = a.in + src;
     }
-    const int64_t total = nruns * nn, per_call = (total + calls - 1) / calls;
-    int64_t i = 0;
+    // Run r of vector v, v fastest; per_call of them before each chunk.
+    const int64_t per_call = (nruns * nn + calls - 1) / calls;
+    int64_t r = 0;
+    int v = 0;
     run_tile(jc, a, M, nv, x, q, lanes, b0, b1, acc, [](int) {}, [&] {
-      for (const int64_t e = std::min(total, i + per_call); i < e; ++i)
-        _mm_prefetch(reinterpret_cast<const char*>(xn[i % nn] + runs[i / nn]), _MM_HINT_T0);
+      for (int64_t j = 0; j < per_call && r < nruns; ++j) {
+        _mm_prefetch(reinterpret_cast<const char*>(xn[v] + runs[r]), _MM_HINT_T0);
+        if (++v == nn) v = 0, ++r;
+      }
     });
   }
 }
