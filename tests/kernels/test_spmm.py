@@ -290,6 +290,29 @@ def test_column_panels(isa, table):
         np.testing.assert_array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("isa", [v for v in VARIANTS if "-generated" in v.values[0]])
+def test_generated_code_past_l2(isa):
+    """Code and weights past 1 MiB (at least 11 bytes per nonzero: 7 of FMA, 4 of weight) are
+    prefetched a group of chunks ahead, across groups, panels and tiles: several of each here, on
+    one thread and on two (row blocks split between the threads at the smaller Q, tiles at the
+    larger), with rows that are empty or have nonzeros in one panel only."""
+    rng = np.random.default_rng(17)
+    pk = _core.spmm_panel_k("avx512")
+    M, K = 300, 3 * pk + 20
+    w = sparse_weights(rng, M, K, 0.5)
+    w[7] = 0
+    w[8, pk:] = 0
+    assert np.count_nonzero(w) * 11 > 1 << 20
+    for Q in (37, 600):
+        x = rand(rng, K, Q)
+        bias = rand(rng, M)
+        sw = weights(w, np.arange(K, dtype=np.int64) * Q, isa)
+        one = spmm(isa, sw, x.ravel(), Q, bias=bias, activation="relu", num_threads=1)
+        two = spmm(isa, sw, x.ravel(), Q, bias=bias, activation="relu", num_threads=2)
+        assert_close(one, reference(w, x, bias, None, "relu"), K)
+        np.testing.assert_array_equal(one, two)
+
+
 @pytest.mark.parametrize("isa", VARIANTS)
 def test_threads_give_identical_results(isa):
     rng = np.random.default_rng(6)

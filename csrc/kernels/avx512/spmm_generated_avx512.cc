@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "kernels/avx512/spmm_pack.h"
@@ -40,6 +41,8 @@ constexpr int kTileVectors = 8;  // 16-position vectors per tile
 constexpr size_t kGroupCode = size_t(64) << 10;
 // Direct code prefetches the next tile's input when its input spans more than this (2x L2).
 constexpr int64_t kPrefetchInputBytes = int64_t(2) << 20;
+// Code and weights of a layer past this (the L2) are prefetched a group ahead (CodeAhead).
+constexpr size_t kPrefetchCodeBytes = size_t(1) << 20;
 
 // The few instructions the chunks use (EVEX encodings; zmm numbers 0-31). ABI: rdi = the input
 // slice (row k at 64 k bytes) or, direct, the vector's first input (row k at 4 col_off[k] bytes),
@@ -111,6 +114,26 @@ inline __mmask16 lanes_mask(int lanes) { return static_cast<__mmask16>((1u << la
 
 }  // namespace
 
+// Brings the code and weights a group of chunks runs next into L2 while the current group runs,
+// a share of the lines before each chunk call. A layer's code past L2 is fetched again on every
+// tile, and straight-line code gets little from the instruction prefetchers: without this the
+// front end waits on L3 for the lines of a large layer's chunks (batch 64 on 2 Zen 4 cores:
+// resnet50-pruned95 and vgg16-pruned90 2-2.5% faster, resnet50-pruned90 with every layer's code
+// kept 4.5%; layers whose code stays in L2 gained nothing, and are left alone).
+struct CodeAhead {
+  std::pair<const char*, size_t> ranges[2] = {{nullptr, 0}, {nullptr, 0}};  // code, then weights
+  size_t per_call = 0;
+  int range = 0;
+  size_t at = 0;
+  void step() {
+    for (size_t j = 0; j < per_call && range < 2; ++j) {
+      _mm_prefetch(ranges[range].first + at, _MM_HINT_T1);
+      at += 64;
+      if (at >= ranges[range].second) ++range, at = 0;
+    }
+  }
+};
+
 // Executable memory the generator writes once and then runs: mapped read-write while emitting,
 // read-execute after (never both), the pages past the code unmapped.
 class GeneratedCode {
@@ -139,6 +162,20 @@ class GeneratedCode {
       throw std::runtime_error("spmm (generated): cannot make code memory executable");
   }
   const uint8_t* data() const { return mem_; }
+  // Code and weights of the layer: what must come from past L2 on every tile when it is larger.
+  size_t bytes_total() const { return code_size + vals.size() * sizeof(float); }
+  // Prefetches of chunks [c0, c1)'s code and weights, spread over `calls` chunk calls.
+  CodeAhead ahead(size_t c0, size_t c1, size_t calls) const {
+    CodeAhead r;
+    if (c0 >= c1 || calls == 0) return r;
+    const size_t code_end = c1 < code_off.size() ? code_off[c1] : code_size;
+    const size_t val_end = c1 < val_off.size() ? val_off[c1] : vals.size();
+    r.ranges[0] = {reinterpret_cast<const char*>(mem_) + code_off[c0], code_end - code_off[c0]};
+    r.ranges[1] = {reinterpret_cast<const char*>(vals.data() + val_off[c0]), (val_end - val_off[c0]) * sizeof(float)};
+    const size_t lines = (r.ranges[0].second + r.ranges[1].second) / 64 + 2;
+    r.per_call = (lines + calls - 1) / calls;
+    return r;
+  }
 
   std::vector<uint32_t> code_off;  // per chunk (panel-major, then row block)
   std::vector<uint32_t> val_off;   // per chunk: its first weight in vals
@@ -319,17 +356,29 @@ void run_tile(const GeneratedCode& jc, const SpmmArgs& a, int M, int nv, const f
   const int P = a.panels;
   const int64_t mpad = int64_t(jc.blocks) * kRowBlock;
   const uint8_t* code = jc.data();
+  const size_t ngroups = jc.group_start.size() - 1;
+  const bool fetch_ahead = jc.bytes_total() > kPrefetchCodeBytes;
   for (int p = 0; p < P; ++p) {
     prepare(p);
     const uint32_t* groups = jc.group_start.data();
-    for (size_t gi = 0; gi + 1 < jc.group_start.size(); ++gi) {
+    for (size_t gi = 0; gi < ngroups; ++gi) {
+      const uint32_t g0 = std::max(groups[gi], b0), g1 = std::min(groups[gi + 1], b1);
+      CodeAhead ahead;
+      if (fetch_ahead && g0 < g1) {
+        // The group after this one (the next panel's first, past the last: the next tile's).
+        const size_t gn = gi + 1 < ngroups ? gi + 1 : 0;
+        const int pn = gi + 1 < ngroups ? p : (p + 1 < P ? p + 1 : 0);
+        ahead = jc.ahead(size_t(pn) * jc.blocks + std::max(groups[gn], b0),
+                         size_t(pn) * jc.blocks + std::min(groups[gn + 1], b1), size_t(nv) * (g1 - g0));
+      }
       for (int v = 0; v < nv; ++v) {
         const uint32_t lane_mask = lanes_mask(lanes[v]);
         float* acc_v = acc + v * mpad * 16;
-        for (uint32_t b = std::max(groups[gi], b0); b < std::min(groups[gi + 1], b1); ++b) {
+        for (uint32_t b = g0; b < g1; ++b) {
           const size_t c = size_t(p) * jc.blocks + b;
           float* acc_b = acc_v + int64_t(b) * kRowBlock * 16;
           step();
+          ahead.step();
           reinterpret_cast<Chunk>(code + jc.code_off[c])(x[v], acc_b, jc.vals.data() + jc.val_off[c], lane_mask);
           if (p + 1 == P)
             epilogue(a, acc_b, int(b) * kRowBlock, std::min(kRowBlock, M - int(b) * kRowBlock), q[v], lanes[v]);
