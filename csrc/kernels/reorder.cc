@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cstddef>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 namespace si {
 
 int nchwc_block(Isa isa) { return isa == Isa::kAvx512 ? 16 : 8; }
@@ -52,6 +56,17 @@ void reorder_nchwc_to_nchw(const float* src, float* dst, int N, int C, int HW, i
   });
 }
 
+void gather_stride(const float* src, int64_t stride, float* dst, int n) {
+  int j = 0;
+#if defined(__SSE2__)
+  if (stride == 2)  // (j + 4 < n: the second load's last float, src[2j + 7], is never past src[2n - 2])
+    for (; j + 4 < n; j += 4)
+      _mm_storeu_ps(dst + j, _mm_shuffle_ps(_mm_loadu_ps(src + 2 * j), _mm_loadu_ps(src + 2 * j + 4),
+                                            _MM_SHUFFLE(2, 0, 2, 0)));
+#endif
+  for (; j < n; ++j) dst[j] = src[j * stride];
+}
+
 void pad_phase_split(const float* src, float* dst, int C, int H, int W, int pad_top, int pad_left, int sh,
                      int sw, int Hh, int Wh, ThreadPool* pool) {
   const size_t plane = size_t(Hh) * Wh;
@@ -60,6 +75,11 @@ void pad_phase_split(const float* src, float* dst, int C, int H, int W, int pad_
     const int ph = phase / sw, pw = phase % sw;
     const float* s = src + size_t(c) * H * W;
     float* d = dst + t * plane;
+    // Columns j < Wh of this phase read image column j * sw + off, inside the image for j in
+    // [j0, j1); the rest is padding.
+    const int off = pw - pad_left;
+    const int j0 = std::min(Wh, std::max(0, (sw - 1 - off) / sw));
+    const int j1 = std::max(j0, std::min(Wh, (W - off + sw - 1) / sw));
     for (int i = 0; i < Hh; ++i) {
       float* drow = d + size_t(i) * Wh;
       const int h = i * sh + ph - pad_top;
@@ -69,14 +89,16 @@ void pad_phase_split(const float* src, float* dst, int C, int H, int W, int pad_
       }
       const float* srow = s + size_t(h) * W;
       if (sw == 1) {
-        // Columns j with 0 <= j - pad_left < W come from the image; the rest is padding.
-        const int j0 = std::min(Wh, std::max(0, pad_left - pw)), j1 = std::max(j0, std::min(Wh, W + pad_left - pw));
         std::fill(drow, drow + j0, 0.f);
-        std::copy(srow + (j0 + pw - pad_left), srow + (j1 + pw - pad_left), drow + j0);
+        std::copy(srow + (j0 + off), srow + (j1 + off), drow + j0);
+        std::fill(drow + j1, drow + Wh, 0.f);
+      } else if (Wh >= 16) {  // (measured: on shorter rows the three loops cost more than they save)
+        std::fill(drow, drow + j0, 0.f);
+        gather_stride(srow + (j0 * sw + off), sw, drow + j0, j1 - j0);
         std::fill(drow + j1, drow + Wh, 0.f);
       } else {
         for (int j = 0; j < Wh; ++j) {
-          const int w = j * sw + pw - pad_left;
+          const int w = j * sw + off;
           drow[j] = (w >= 0 && w < W) ? srow[w] : 0.f;
         }
       }

@@ -291,7 +291,7 @@ void SparseConvOp::subsample(const float* x, float* ws, ThreadPool* pool) const 
       for (int oh = 0; oh < OH_; ++oh) {
         const float* srow = src + int64_t(oh) * p_.stride_h * p_.W;
         float* drow = dst + int64_t(oh) * OW_;
-        for (int ow = 0; ow < OW_; ++ow) drow[ow] = srow[int64_t(ow) * p_.stride_w];
+        gather_stride(srow, p_.stride_w, drow, OW_);
       }
     }
   };
