@@ -7,7 +7,7 @@
 // Variants (one list, kSpmmVariants below; bindings, tests and benchmarks iterate over it):
 //   portable  plain C++ loops over a 64-position tile (compiler-vectorised), the reference
 //   avx2      MR = 32 positions (4 ymm) x 2 nonzeros in flight (8 accumulators)
-//   avx512    MR = 64 positions (4 zmm) x 2 nonzeros in flight (8 accumulators)
+//   avx512    MR = 64 positions (4 zmm) x 1 nonzero at a time (4 accumulators)
 // Q edges: 32/16-wide (AVX-512) / 16/8-wide (AVX2) remainder tiles, last vector masked.
 // Q == 1 (a linear layer on one token) runs as a sparse matrix-vector product instead: 16 (8)
 // nonzeros per step with their inputs gathered, one horizontal sum per row.
