@@ -29,10 +29,11 @@ template <int NV, bool MASK, bool AFFINE, class Act>
 inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end, const int32_t* col_off,
                      int64_t stride, const float* x, const float* init, float* partial, float* o, const float* r,
                      float bias, __mmask16 lm, const Act& act) {
-  // U nonzeros in flight, U x NV independent FMA chains: a full tile's 4 chains already keep
-  // the double-pumped FMA busy (one zmm FMA per cycle, 4 cycles of latency), and one nonzero at a
-  // time leaves a row no remainder loop to mispredict on nor partial sums to add (measured with
-  // two: resnet50-pruned90 batch 64 3.4% slower, -pruned95 1.8%); narrower tiles need more.
+  // U nonzeros in flight, U x NV independent FMA chains: a full tile's 4 chains already match
+  // the double-pumped FMA (one zmm FMA per cycle, 4 cycles of latency), and one nonzero at a
+  // time leaves a row fewer instructions: no remainder loop, no partial sums to add (measured
+  // with two: resnet50-pruned90 batch 64 3.4% slower, -pruned95 1.8%; the AVX2 kernel, whose
+  // two FMA pipes need its 8 chains, gained nothing from one); narrower tiles need more.
   constexpr int U = NV >= 4 ? 1 : 8 / NV > 4 ? 4 : 8 / NV;
   __m512 c[U][NV];
 #pragma GCC unroll 4
