@@ -104,6 +104,7 @@ void Plan::bind(const float* const* inputs, float* const* outputs) {
 
 void Plan::run(const float* const* inputs, float* const* outputs) {
   std::lock_guard<std::mutex> lock(run_mu_);
+  const ThreadPool::CallerPin pin(*pool_);
   bind(inputs, outputs);
   for (size_t i = 0; i < steps_.size(); ++i)
     steps_[i].op->run(step_in_[i].data(), step_out_[i].data(), pool_.get());
@@ -113,6 +114,7 @@ std::vector<double> Plan::run_timed() {
   std::lock_guard<std::mutex> lock(run_mu_);
   if (step_in_.size() != steps_.size()) throw std::out_of_range("run_timed before run");
   std::vector<double> seconds(steps_.size());
+  const ThreadPool::CallerPin pin(*pool_);
   for (size_t i = 0; i < steps_.size(); ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     steps_[i].op->run(step_in_[i].data(), step_out_[i].data(), pool_.get());
@@ -123,6 +125,7 @@ std::vector<double> Plan::run_timed() {
 
 void Plan::run_single(size_t i) {
   if (i >= steps_.size() || step_in_.size() != steps_.size()) throw std::out_of_range("run_single before run");
+  const ThreadPool::CallerPin pin(*pool_);
   steps_[i].op->run(step_in_[i].data(), step_out_[i].data(), pool_.get());
 }
 

@@ -109,7 +109,7 @@ double cross_core_round_trip_ns(int round_trips) {
 
 ThreadPool::ThreadPool(int num_threads, bool pin) : num_threads_(num_threads < 1 ? 1 : num_threads) {
   std::vector<int> cpus = pin ? allowed_cpus() : std::vector<int>{};
-  if (pin && !cpus.empty()) pin_to(cpus[0]);
+  if (pin && !cpus.empty()) caller_cpu_ = cpus[0];
   for (int i = 1; i < num_threads_; ++i) {
     int cpu = (pin && !cpus.empty()) ? cpus[i % cpus.size()] : -1;
     workers_.emplace_back([this, i, cpu] {
@@ -117,6 +117,17 @@ ThreadPool::ThreadPool(int num_threads, bool pin) : num_threads_(num_threads < 1
       worker_loop(i);
     });
   }
+}
+
+ThreadPool::CallerPin::CallerPin(const ThreadPool& pool) {
+  if (pool.caller_cpu_ < 0) return;
+  CPU_ZERO(&saved_);
+  restore_ = pthread_getaffinity_np(pthread_self(), sizeof(saved_), &saved_) == 0;
+  pin_to(pool.caller_cpu_);
+}
+
+ThreadPool::CallerPin::~CallerPin() {
+  if (restore_) pthread_setaffinity_np(pthread_self(), sizeof(saved_), &saved_);
 }
 
 ThreadPool::~ThreadPool() {

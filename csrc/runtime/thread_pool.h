@@ -2,6 +2,8 @@
 // is one of them), workers spin briefly after a region and then sleep, so back-to-back layers
 // do not pay a wake-up while an idle engine costs no CPU.
 #pragma once
+#include <sched.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -27,7 +29,8 @@ class TaskRef {
 
 class ThreadPool {
  public:
-  // pin: bind thread k to the k-th CPU of the process's affinity mask.
+  // pin: bind worker k to the k-th CPU of the constructing thread's affinity mask, and the
+  // caller (thread 0) to the first while a CallerPin holds it.
   explicit ThreadPool(int num_threads, bool pin = false);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -45,12 +48,29 @@ class ThreadPool {
   // by one thread and then used by the other costs ~4x there; see cross_core_round_trip_ns).
   void parallel_for_static(size_t num_tasks, TaskRef fn);
 
+  // While alive, binds the calling thread to the pinned pool's first CPU (a no-op for an
+  // unpinned pool), then gives it back its own affinity: the caller is thread 0 of every region,
+  // but it is the user's thread, and a binding that outlived the run would hold every thread it
+  // starts later (an unpinned engine's workers among them) to that one CPU.
+  class CallerPin {
+   public:
+    explicit CallerPin(const ThreadPool& pool);
+    ~CallerPin();
+    CallerPin(const CallerPin&) = delete;
+    CallerPin& operator=(const CallerPin&) = delete;
+
+   private:
+    bool restore_ = false;
+    cpu_set_t saved_;
+  };
+
  private:
   void worker_loop(int index);
   void run_tasks(int self);
   void dispatch(size_t num_tasks, TaskRef fn, bool is_static);
 
   int num_threads_;
+  int caller_cpu_ = -1;  // pinned pools: the CPU of thread 0 (the caller) during a CallerPin
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_;

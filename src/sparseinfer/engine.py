@@ -59,7 +59,7 @@ class Engine:
         self.batch_size = int(batch_size)
         self.num_cores = int(num_cores)
         self.pin_threads = pin_threads
-        # (Before any pinned thread pool binds this thread to its first CPU.)
+        # The CPUs the streams of a streamed batch are pinned to, one each.
         self._cpus = sorted(os.sched_getaffinity(0)) if pin_threads else []
         infos = graph_input_infos(self._proto)
         self.input_names: list[str] = [vi.name for vi in infos]
@@ -136,8 +136,8 @@ class Engine:
                                  self.pin_threads)
             limit -= tail.layer_weight_bytes
         del gn  # (its weights, before the single-image plans pack theirs)
-        # (Single-thread plans: pinned, each would bind its caller to the first CPU; the streams'
-        # own threads are pinned instead, one CPU each.)
+        # (Single-thread plans: pinned, each would bind its caller to the first CPU while it runs;
+        # the streams' own threads are pinned instead, one CPU each.)
         if stage is not None:
             gm = import_onnx(proto, dict(zip(self.input_names, (((m,) + tuple(s[1:])) for s in shapes))))
             deep_graph = micro_batch.section(g1, gm, start, end)
@@ -274,6 +274,7 @@ def compile_model(model: Any, batch_size: int = 1, num_cores: int | None = None,
                   pin_threads: bool = False) -> Engine:
     """Compiles an ONNX model (path, bytes, ModelProto or ``zoo:NAME[-VARIANT]`` stub) for
     this CPU. ``num_cores`` defaults to all physical cores; ``input_shapes`` fixes symbolic
-    dimensions other than the batch."""
+    dimensions other than the batch. ``pin_threads`` binds the engine's threads to CPUs of their
+    own (the calling thread only while a run is on it)."""
     return Engine(model, batch_size=batch_size, num_cores=num_cores, input_shapes=input_shapes,
                   pin_threads=pin_threads)

@@ -108,7 +108,7 @@ print(json.dumps({"cpus": sb.stream_cpus, "bound": bound, "diff": float(np.abs(y
 def test_pinned_streams_run_on_cpus_of_their_own(rng, tmp_path):
     """With pinned threads each stream's thread is bound to a CPU of its own (before, every
     single-thread stream plan bound its caller to the first CPU: half the throughput). In a
-    subprocess: pinning binds the compiling thread too."""
+    subprocess: pinned threads stay bound until the process ends."""
     path = tmp_path / "cnn.onnx"
     onnx.save(_cnn(rng), path)
     env = dict(os.environ, SPARSEINFER_BATCHING="streams")
@@ -118,6 +118,39 @@ def test_pinned_streams_run_on_cpus_of_their_own(rng, tmp_path):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(set(res["cpus"])) == 2 and res["bound"] == [[c] for c in res["cpus"]]
     assert res["diff"] == 0.0
+
+
+_PINNED_THEN_UNPINNED = """
+import json, os, sys, numpy as np, onnx, sparseinfer
+model = onnx.load(sys.argv[1])
+before = sorted(os.sched_getaffinity(0))
+x1 = np.random.default_rng(0).standard_normal((1, 8, 12, 12)).astype(np.float32)
+pinned = sparseinfer.compile_model(model, batch_size=1, num_cores=2, pin_threads=True)
+y1 = pinned.run([x1])[0]
+after_pinned = sorted(os.sched_getaffinity(0))
+x4 = np.random.default_rng(1).standard_normal((4, 8, 12, 12)).astype(np.float32)
+free = sparseinfer.compile_model(model, batch_size=4, num_cores=2)
+y4 = free.run([x4])[0]
+stream = sorted(free._default._executor.submit(os.sched_getaffinity, 0).result())
+diff = float(np.abs(y1 - free.run([np.repeat(x1, 4, axis=0)])[0][:1]).max())
+print(json.dumps({"before": before, "after_pinned": after_pinned, "stream": stream, "diff": diff}))
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_pinned_engine_leaves_the_callers_affinity_alone(rng, tmp_path):
+    """A pinned engine binds the calling thread (its pool's thread 0) only while it runs: before,
+    the binding outlived the run, and an unpinned engine compiled next on that thread started its
+    second stream there too, both streams on one CPU (half the throughput)."""
+    path = tmp_path / "cnn.onnx"
+    onnx.save(_cnn(rng), path)
+    env = dict(os.environ, SPARSEINFER_BATCHING="streams")
+    out = subprocess.run([sys.executable, "-c", _PINNED_THEN_UNPINNED, str(path)], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["after_pinned"] == res["before"] and res["stream"] == res["before"], res
+    assert res["diff"] < 1e-5
 
 
 def test_forced_batched_runs_one_plan(rng, monkeypatch):
