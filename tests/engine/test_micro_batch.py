@@ -104,18 +104,24 @@ print(json.dumps({"cpus": sb.stream_cpus, "bound": bound, "diff": float(np.abs(y
 """
 
 
+def _run_on_cnn(script: str, rng, tmp_path) -> dict:
+    """Runs `script` in a fresh process (thread pinning is process state) on the _cnn model saved
+    to a file (argv[1]), streams forced; returns the JSON it printed last."""
+    path = tmp_path / "cnn.onnx"
+    onnx.save(_cnn(rng), path)
+    env = dict(os.environ, SPARSEINFER_BATCHING="streams")
+    out = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 def test_pinned_streams_run_on_cpus_of_their_own(rng, tmp_path):
     """With pinned threads each stream's thread is bound to a CPU of its own (before, every
     single-thread stream plan bound its caller to the first CPU: half the throughput). In a
     subprocess: pinned threads stay bound until the process ends."""
-    path = tmp_path / "cnn.onnx"
-    onnx.save(_cnn(rng), path)
-    env = dict(os.environ, SPARSEINFER_BATCHING="streams")
-    out = subprocess.run([sys.executable, "-c", _PINNED_STREAMS, str(path)], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = _run_on_cnn(_PINNED_STREAMS, rng, tmp_path)
     assert len(set(res["cpus"])) == 2 and res["bound"] == [[c] for c in res["cpus"]]
     assert res["diff"] == 0.0
 
@@ -142,13 +148,7 @@ def test_a_pinned_engine_leaves_the_callers_affinity_alone(rng, tmp_path):
     """A pinned engine binds the calling thread (its pool's thread 0) only while it runs: before,
     the binding outlived the run, and an unpinned engine compiled next on that thread started its
     second stream there too, both streams on one CPU (half the throughput)."""
-    path = tmp_path / "cnn.onnx"
-    onnx.save(_cnn(rng), path)
-    env = dict(os.environ, SPARSEINFER_BATCHING="streams")
-    out = subprocess.run([sys.executable, "-c", _PINNED_THEN_UNPINNED, str(path)], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = _run_on_cnn(_PINNED_THEN_UNPINNED, rng, tmp_path)
     assert res["after_pinned"] == res["before"] and res["stream"] == res["before"], res
     assert res["diff"] < 1e-5
 
