@@ -25,6 +25,7 @@ namespace {
 // Plan inputs and constants may be float32, int64, int32 or bool arrays (slots hold raw bytes).
 using InArray = nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu>;
 using OutArray = nb::ndarray<nb::numpy>;
+using DestArray = nb::ndarray<nb::c_contig, nb::device::cpu>;  // writable (no nb::ro)
 
 BinaryKind parse_binary(const std::string& name) {
   if (name == "add") return BinaryKind::kAdd;
@@ -89,7 +90,10 @@ struct PyPlan {
         output_dtypes(o.output_dtypes) {}
 };
 
-std::vector<OutArray> run_plan(PyPlan& self, const std::vector<InArray>& inputs) {
+// Runs the plan on `inputs`; its outputs go into new arrays or, given `outputs`, into those
+// (C-contiguous, of the outputs' dtypes and element counts: a caller gathering results, such as
+// a stream filling a micro-batch, then copies nothing), which are returned.
+nb::list run_plan(PyPlan& self, const std::vector<InArray>& inputs, const std::optional<std::vector<nb::object>>& outputs) {
   Plan& plan = self.plan;
   if (inputs.size() != plan.num_inputs())
     throw std::invalid_argument("plan expects " + std::to_string(plan.num_inputs()) + " inputs, got " +
@@ -106,21 +110,38 @@ std::vector<OutArray> run_plan(PyPlan& self, const std::vector<InArray>& inputs)
     in_ptrs[i] = static_cast<const float*>(inputs[i].data());
   }
   std::vector<float*> out_ptrs(plan.num_outputs());
-  std::vector<OutArray> outs;
-  outs.reserve(out_ptrs.size());
-  for (size_t i = 0; i < out_ptrs.size(); ++i) {
-    const std::vector<size_t>& shape = self.output_shapes.at(i);
-    const DType t = self.output_dtypes.at(i);
-    float* buf = new float[std::max<size_t>(1, dtype_words(t, num_elements(shape)))];
-    nb::capsule owner(buf, [](void* p) noexcept { delete[] static_cast<float*>(p); });
-    out_ptrs[i] = buf;
-    outs.emplace_back(buf, shape.size(), shape.data(), owner, nullptr, to_dlpack(t));
+  nb::list result;
+  if (outputs) {
+    if (outputs->size() != out_ptrs.size())
+      throw std::invalid_argument("plan has " + std::to_string(out_ptrs.size()) + " outputs, got " +
+                                  std::to_string(outputs->size()) + " arrays to write them into");
+    for (size_t i = 0; i < out_ptrs.size(); ++i) {
+      DestArray o;
+      if (!nb::try_cast((*outputs)[i], o, /*convert=*/false) || o.dtype() != to_dlpack(self.output_dtypes[i]))
+        throw std::invalid_argument("plan output " + std::to_string(i) + " must go into a writable C-contiguous " +
+                                    dtype_name(self.output_dtypes[i]) + " array");
+      if (o.size() != num_elements(self.output_shapes[i]))
+        throw std::invalid_argument("plan output " + std::to_string(i) + " has " +
+                                    std::to_string(num_elements(self.output_shapes[i])) + " elements, its array " +
+                                    std::to_string(o.size()));
+      out_ptrs[i] = static_cast<float*>(o.data());
+      result.append((*outputs)[i]);
+    }
+  } else {
+    for (size_t i = 0; i < out_ptrs.size(); ++i) {
+      const std::vector<size_t>& shape = self.output_shapes.at(i);
+      const DType t = self.output_dtypes.at(i);
+      float* buf = new float[std::max<size_t>(1, dtype_words(t, num_elements(shape)))];
+      nb::capsule owner(buf, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+      out_ptrs[i] = buf;
+      result.append(OutArray(buf, shape.size(), shape.data(), owner, nullptr, to_dlpack(t)));
+    }
   }
   {
     nb::gil_scoped_release release;
     plan.run(in_ptrs.data(), out_ptrs.data());
   }
-  return outs;
+  return result;
 }
 
 }  // namespace
@@ -175,7 +196,7 @@ void bind_plan(nb::module_& m) {
       .def("add_op", [](PyPlan& p, std::shared_ptr<Op> op, std::vector<int> in, std::vector<int> out) {
         p.plan.add_op(std::move(op), std::move(in), std::move(out));
       })
-      .def("run", &run_plan)
+      .def("run", &run_plan, nb::arg("inputs"), nb::arg("outputs") = nb::none())
       .def("run_timed", [](PyPlan& p) {
         nb::gil_scoped_release release;
         return p.plan.run_timed();

@@ -125,6 +125,36 @@ def test_unsupported_ops_fall_back_with_a_warning_naming_them(caplog, rng):
     np.testing.assert_allclose(engine.run([x])[0], ort_run(model, {"x": x})[0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("first", ["Sin", "Relu"])  # (Sin: an ONNX Runtime region before our plan)
+def test_run_writes_into_given_arrays(first, rng):
+    """CompiledGraph.run(out=...): what a stream filling a micro-batch calls (micro_batch.py);
+    the outputs land in the caller's arrays, which are returned, and bad ones are refused with
+    what was expected (by our plan or, after an ONNX Runtime region, by the Python side)."""
+    model = make_model([helper.make_node(first, ["x"], ["e"]), helper.make_node("Relu", ["e"], ["y"])],
+                       [f32("x", [2, 3])], [f32("y", [2, 3])])
+    graph = sparseinfer.compile_model(model)._default
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    want = ort_run(model, {"x": x})[0]
+    batch = np.full((3, 2, 3), np.nan, np.float32)
+    into = batch[1]
+    (got,) = graph.run([x], out=[into])
+    assert got is into
+    np.testing.assert_allclose(batch[1], want, rtol=1e-6)
+    assert np.isnan(batch[0]).all() and np.isnan(batch[2]).all()
+    bad = {"wrong size": np.empty((3, 3), np.float32), "wrong dtype": np.empty((2, 3), np.float64),
+           "read-only": np.zeros((2, 3), np.float32)}
+    bad["read-only"].setflags(write=False)
+    for arr in bad.values():
+        with pytest.raises(ValueError, match="elements|writable C-contiguous float32"):
+            graph.run([x], out=[arr])
+    with pytest.raises(ValueError, match="has 6 elements, its array 9"):
+        graph.run([x], out=[bad["wrong size"]])
+    with pytest.raises(ValueError, match="writable C-contiguous float32"):
+        graph.run([x], out=[np.empty((3, 2), np.float32).T])
+    with pytest.raises(ValueError, match="1 outputs, got 2 arrays"):
+        graph.run([x], out=[batch[0], batch[2]])
+
+
 def test_arena_planner_never_overlaps_live_tensors():
     rng = np.random.default_rng(1)
     ivs = []

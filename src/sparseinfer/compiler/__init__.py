@@ -206,15 +206,28 @@ class CompiledGraph:
             env.update(zip(seg.outputs, outs))
         return rows
 
-    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def run(self, inputs: Sequence[np.ndarray], out: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """The graph's outputs for ``inputs``; given ``out`` (C-contiguous arrays of the outputs'
+        shapes and dtypes), written into those, which are returned."""
         try:
-            return self._run(inputs)
+            if self._single is not None:  # the plan writes straight into `out`
+                return self._single.plan.run(list(inputs), None if out is None else list(out))
+            results = self._run(inputs)
         except IndexError as exc:  # a native Gather met an index outside its axis: bad input values
             raise InputError(str(exc)) from exc
+        if out is None:
+            return results
+        if len(out) != len(results):
+            raise ValueError(f"the graph has {len(results)} outputs, got {len(out)} arrays to write them into")
+        for i, (o, r) in enumerate(zip(out, results)):
+            if not (isinstance(o, np.ndarray) and o.dtype == r.dtype and o.flags.writeable and o.flags.c_contiguous):
+                raise ValueError(f"output {i} must go into a writable C-contiguous {r.dtype} array")
+            if o.size != r.size:
+                raise ValueError(f"output {i} has {r.size} elements, its array {o.size}")
+            o.reshape(-1)[:] = r.reshape(-1)
+        return list(out)
 
     def _run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if self._single is not None:
-            return self._single.plan.run(list(inputs))
         env: dict[str, np.ndarray] = dict(zip(self.graph.inputs, inputs))
         for seg in self.segments:
             if isinstance(seg, NativeSegmentPlan):

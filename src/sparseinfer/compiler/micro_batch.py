@@ -380,12 +380,15 @@ class StreamedBatch:
             if self.deep is None:
                 res = self.streams[k].run([x[i0:i1] for x in inputs])
             else:
+                if micro is None:
+                    g = self.streams[k].graph
+                    (shape,) = self.streams[k].output_shapes(g.outputs)
+                    micro = np.empty((m,) + tuple(shape[1:]), g.dtypes[g.outputs[0]])
                 for j in range(m):  # (past the share: the last image again, to fill the micro-batch)
                     i = min(i0 + j, i1 - 1)
-                    (features,) = self.streams[k].run([x[i:i + 1] for x in inputs])
-                    if micro is None:
-                        micro = np.empty((m,) + features.shape[1:], features.dtype)
-                    micro[j] = features[0]
+                    # each image's features straight into its place in the micro-batch (copying
+                    # them there cost 2% of resnet50-pruned95 at batch 64)
+                    self.streams[k].run([x[i:i + 1] for x in inputs], out=[micro[j:j + 1]])
                 res = self.deep[k].run([micro])
             if out[0] is None:
                 with self._lock:
