@@ -184,7 +184,9 @@ def test_threads_identical(isa, case):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (1, 16, 4, 4), (2, 37, 3, 9), (1, 8, 1, 33)])
+# (4x4 blocks: channels and positions past a multiple of 4, positions past one 64-position tile)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (1, 16, 4, 4), (2, 37, 3, 9), (1, 8, 1, 33),
+                                   (1, 20, 7, 7), (1, 64, 9, 10), (2, 35, 8, 8), (1, 6, 1, 3)])
 def test_reorder_round_trip(isa, shape):
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     B = _core.nchwc_block(isa)
