@@ -12,7 +12,8 @@ import numpy as np
 import onnx
 
 from sparseinfer import _core
-from sparseinfer.compiler import CompiledGraph, NodeReport, fit_weight_budget, kernel_choice, micro_batch
+from sparseinfer.compiler import (CompiledGraph, NodeReport, adaptive_threads, fit_weight_budget, kernel_choice,
+                                 micro_batch)
 from sparseinfer.compiler.micro_batch import StreamedBatch, batch_separable
 from sparseinfer.errors import InputError, ModelLoadError
 from sparseinfer.graph import import_onnx, load_model_proto
@@ -92,6 +93,8 @@ class Engine:
                     del proto  # (the file's proto, when nothing else holds it) before packing weights
                     graph = optimize(graph)  # (drops the unoptimized graph's weights, e.g. before a transpose)
                     hit = CompiledGraph(graph, self.num_cores, self.pin_threads)
+                    if adaptive_threads.worth_adapting(hit):
+                        hit = adaptive_threads.AdaptiveThreads(hit)
                 self._compiled[shapes] = hit
             return hit
 

@@ -144,13 +144,16 @@ class CompiledGraph:
                    for n, k in seg.kernels.items()}
         self.report = [dataclasses.replace(r, kernels=kernels.get(r.name, r.kernels)) for r in self.report]
 
-    def share(self) -> "CompiledGraph":
+    def share(self, num_threads: int | None = None) -> "CompiledGraph":
         """Another executable for the same shapes over the same compiled ops (weights held once)
-        with arenas and thread pools of its own, so both can run at once: a stream of images
-        (see micro_batch.py). ONNX Runtime sessions (fallback regions) are shared: their run is
+        with arenas and thread pools of its own (``num_threads`` threads, default the same), so
+        both can run at once: a stream of images (see micro_batch.py), or a one-thread twin
+        (adaptive_threads.py). ONNX Runtime sessions (fallback regions) are shared: their run is
         thread-safe."""
         other = copy.copy(self)
-        other.segments = [dataclasses.replace(seg, plan=seg.plan.share_ops(self.num_threads, self.pin_threads))
+        if num_threads is not None:
+            other.num_threads = num_threads
+        other.segments = [dataclasses.replace(seg, plan=seg.plan.share_ops(other.num_threads, self.pin_threads))
                           if isinstance(seg, NativeSegmentPlan) else seg for seg in self.segments]
         other._single = other.segments[0] if self._single is not None else None
         return other
