@@ -153,11 +153,7 @@ void pad_phase_split(const float* src, float* dst, int C, int H, int W, int pad_
         std::fill(drow, drow + j0, 0.f);
         std::copy(srow + (j0 + off), srow + (j1 + off), drow + j0);
         std::fill(drow + j1, drow + Wh, 0.f);
-      } else if (Wh >= 16) {  // (measured: on shorter rows the three loops cost more than they save)
-        std::fill(drow, drow + j0, 0.f);
-        gather_stride(srow + (j0 * sw + off), sw, drow + j0, j1 - j0);
-        std::fill(drow + j1, drow + Wh, 0.f);
-      } else {
+      } else {  // strides of 3 and more (stride 2 took the path above)
         for (int j = 0; j < Wh; ++j) {
           const int w = j * sw + off;
           drow[j] = (w >= 0 && w < W) ? srow[w] : 0.f;
