@@ -120,6 +120,24 @@ def test_pool_plain_large_rows(isa, shape, k, s):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("shape", [(1, 64, 224, 224), (2, 5, 9, 31), (3, 7, 2, 2), (1, 1, 3, 3), (2, 300, 4, 6),
+                                   (1, 2, 2, 5)])
+@pytest.mark.parametrize("pads,ceil", [((0, 0, 0, 0), False), ((0, 0, 0, 0), True), ((0, 0, 1, 1), False)])
+def test_pool_plain_2x2_stride2(isa, shape, pads, ceil):
+    """2x2 windows at stride 2 (VGG's pools) take their own path when every window lies inside
+    the image; odd sizes (the last row or column dropped, or with ceil mode or end padding a
+    window over the edge: the general path), more rows than tasks, one thread or two."""
+    x = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    for kind in ("max", "avg"):
+        for cip in (False, True):
+            kw = dict(strides=(2, 2), pads=pads, count_include_pad=cip, ceil_mode=ceil, isa=isa)
+            y = _core.pool_nchwc(x, kind, (2, 2), **kw)
+            np.testing.assert_array_equal(y, _core.pool_nchwc(x, kind, (2, 2), num_threads=2, **kw))
+            np.testing.assert_allclose(y, ref_pool(x, kind, (2, 2), (2, 2), pads, (1, 1), cip, ceil),
+                                       rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 37, 7, 7), (1, 64, 3, 5), (1, 2048, 7, 7), (3, 9, 1, 13)])
 def test_global_avg_pool(isa, shape):
     x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
