@@ -326,6 +326,13 @@ void pack_slices(const SpmmArgs& a, int64_t q, int w, int k0, int k1, float* dst
   avx512::spmm_pack_mapped<16 * kTileVectors>(a, q, w, k0, k1, dst, 16, slice, 16 * kTileVectors);
 }
 
+// Each row's epilogue asks for the output (and residual) line this many positions on: the
+// block's rows are as many store streams into planes far apart, more than the hardware
+// prefetchers follow, and the rows of the next vectors write those lines a chunk or two later
+// (vgg16-pruned90 batch 64 on 2 Zen 4 cores: 2-4% faster with 32 or 64, 2% with 16;
+// resnet50-pruned90 unchanged). A prefetch past the end of a buffer is harmless.
+constexpr int64_t kEpiloguePrefetchFloats = 32;
+
 // act(acc + bias + residual) of rows [m0, m0 + rows) x lanes [0, lanes) of vector v at q.
 void epilogue(const SpmmArgs& a, const float* acc, int m0, int rows, int64_t q, int lanes) {
   const __mmask16 lm = lanes_mask(lanes);
@@ -336,6 +343,8 @@ void epilogue(const SpmmArgs& a, const float* acc, int m0, int rows, int64_t q, 
   avx512::with_activation(a.act, a.alpha, a.beta, [&](const auto& act) {
     for (int r = 0; r < rows; ++r) {
       const int64_t m = m0 + r;
+      __builtin_prefetch(out + m * ldo + kEpiloguePrefetchFloats, 1, 3);
+      if (residual) __builtin_prefetch(residual + m * ldo + kEpiloguePrefetchFloats, 0, 3);
       __m512 s = _mm512_add_ps(_mm512_load_ps(acc + 16 * r), _mm512_set1_ps(bias ? bias[m] : 0.f));
       if (residual) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(lm, residual + m * ldo));
       _mm512_mask_storeu_ps(out + m * ldo, lm, act(s));
