@@ -50,6 +50,15 @@ void pool_parallel(ThreadPool* pool, size_t n, const F& f) {
   }
 }
 
+// The output rows [0, rows) of plain-layout pooling in ~256 tasks of consecutive rows (rows are
+// short): f(r0, r1) per task.
+template <class F>
+void pool_row_ranges(ThreadPool* pool, size_t rows, const F& f) {
+  const size_t per_task = rows < 256 ? 1 : rows / 256;
+  pool_parallel(pool, (rows + per_task - 1) / per_task,
+                [&](size_t t) { f(t * per_task, (t + 1) * per_task < rows ? (t + 1) * per_task : rows); });
+}
+
 template <int B, bool kMax>
 void pool_impl(const PoolParams& p, const float* in, float* out, ThreadPool* tp) {
   const int Cb = (p.C + B - 1) / B;
@@ -133,18 +142,16 @@ inline bool pool_plain_2x2s2(const PoolParams& p, const float* in, float* out, T
       p.pad_top != 0 || p.pad_left != 0 || 2 * p.OH > p.H || 2 * p.OW > p.W)
     return false;
   const size_t rows = size_t(p.N) * p.C * p.OH;
-  const size_t per_task = rows < 256 ? 1 : rows / 256;
   const int W = p.W, OW = p.OW;
-  pool_parallel(tp, (rows + per_task - 1) / per_task, [&](size_t t) {
-    for (size_t idx = t * per_task; idx < rows && idx < (t + 1) * per_task; ++idx) {
-      const size_t nc = idx / p.OH;
-      const int oh = int(idx % p.OH);
-      const float* __restrict a = in + (nc * p.H + size_t(2 * oh)) * W;
+  // The first of output row idx's two input rows (the second follows it).
+  auto input_rows = [&](size_t idx) { return in + (idx / p.OH * p.H + 2 * (idx % p.OH)) * W; };
+  pool_row_ranges(tp, rows, [&](size_t r0, size_t r1) {
+    for (size_t idx = r0; idx < r1; ++idx) {
+      const float* __restrict a = input_rows(idx);
       const float* __restrict b = a + W;
       float* __restrict y = out + idx * OW;
       if (idx + kPoolPrefetchRows < rows) {
-        const size_t ahead = idx + kPoolPrefetchRows;
-        const char* pa = reinterpret_cast<const char*>(in + (ahead / p.OH * p.H + 2 * (ahead % p.OH)) * W);
+        const char* pa = reinterpret_cast<const char*>(input_rows(idx + kPoolPrefetchRows));
         for (size_t o = 0; o < 2 * size_t(W) * sizeof(float); o += 64) __builtin_prefetch(pa + o, 0, 2);
       }
       for (int ow = 0; ow < OW; ++ow) {
@@ -172,11 +179,10 @@ void pool_plain_impl(const PoolParams& p, const float* in, float* out, ThreadPoo
   hi = hi > p.OW ? p.OW : hi;
   lo = lo > hi ? hi : lo;
   const size_t rows = size_t(p.N) * p.C * p.OH;
-  const size_t per_task = rows < 256 ? 1 : rows / 256;  // ~256 tasks: rows are short
-  pool_parallel(tp, (rows + per_task - 1) / per_task, [&](size_t t) {
+  pool_row_ranges(tp, rows, [&](size_t r0, size_t r1) {
     std::vector<float> buffer(size_t(p.W));
     float* acc = buffer.data();
-    for (size_t idx = t * per_task; idx < rows && idx < (t + 1) * per_task; ++idx) {
+    for (size_t idx = r0; idx < r1; ++idx) {
       const int oh = int(idx % p.OH);
       const size_t nc = idx / p.OH;
       const float* ic = in + nc * in_plane;

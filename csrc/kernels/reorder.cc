@@ -113,50 +113,37 @@ void split_row_stride2(const float* row, int W, int off, float* d0, float* d1, i
 void pad_phase_split(const float* src, float* dst, int C, int H, int W, int pad_top, int pad_left, int sh,
                      int sw, int Hh, int Wh, ThreadPool* pool) {
   const size_t plane = size_t(Hh) * Wh;
-  if (sw == 2) {  // per row phase and channel, both column phases together
-    run_tasks(pool, size_t(sh) * C, [&](size_t t) {
-      const int ph = int(t / C), c = int(t % C);
-      const float* s = src + size_t(c) * H * W;
-      float* d0 = dst + (size_t(ph * 2) * C + c) * plane;
-      float* d1 = d0 + size_t(C) * plane;
-      for (int i = 0; i < Hh; ++i) {
-        const int h = i * sh + ph - pad_top;
-        if (h < 0 || h >= H) {
-          std::fill(d0 + size_t(i) * Wh, d0 + size_t(i + 1) * Wh, 0.f);
-          std::fill(d1 + size_t(i) * Wh, d1 + size_t(i + 1) * Wh, 0.f);
-        } else {
-          split_row_stride2(s + size_t(h) * W, W, -pad_left, d0 + size_t(i) * Wh, d1 + size_t(i) * Wh, Wh);
-        }
-      }
-    });
-    return;
-  }
-  run_tasks(pool, size_t(sh) * sw * C, [&](size_t t) {
-    const int phase = int(t / C), c = int(t % C);
-    const int ph = phase / sw, pw = phase % sw;
+  // One task per row phase and channel, each source row read once for all its column phases.
+  run_tasks(pool, size_t(sh) * C, [&](size_t t) {
+    const int ph = int(t / C), c = int(t % C);
     const float* s = src + size_t(c) * H * W;
-    float* d = dst + t * plane;
-    // Columns j < Wh of this phase read image column j * sw + off, inside the image for j in
-    // [j0, j1); the rest is padding.
-    const int off = pw - pad_left;
-    const int j0 = std::min(Wh, std::max(0, (sw - 1 - off) / sw));
-    const int j1 = std::max(j0, std::min(Wh, (W - off + sw - 1) / sw));
+    // Row i of column phase pw (phase ph * sw + pw: planes phase-major, then channel).
+    auto drow = [&](int pw, int i) { return dst + ((size_t(ph) * sw + pw) * C + c) * plane + size_t(i) * Wh; };
     for (int i = 0; i < Hh; ++i) {
-      float* drow = d + size_t(i) * Wh;
       const int h = i * sh + ph - pad_top;
       if (h < 0 || h >= H) {
-        std::fill(drow, drow + Wh, 0.f);
+        for (int pw = 0; pw < sw; ++pw) std::fill(drow(pw, i), drow(pw, i) + Wh, 0.f);
         continue;
       }
       const float* srow = s + size_t(h) * W;
-      if (sw == 1) {
-        std::fill(drow, drow + j0, 0.f);
-        std::copy(srow + (j0 + off), srow + (j1 + off), drow + j0);
-        std::fill(drow + j1, drow + Wh, 0.f);
-      } else {  // strides of 3 and more (stride 2 took the path above)
-        for (int j = 0; j < Wh; ++j) {
-          const int w = j * sw + off;
-          drow[j] = (w >= 0 && w < W) ? srow[w] : 0.f;
+      if (sw == 2) {
+        split_row_stride2(srow, W, -pad_left, drow(0, i), drow(1, i), Wh);
+        continue;
+      }
+      for (int pw = 0; pw < sw; ++pw) {
+        float* d = drow(pw, i);
+        const int off = pw - pad_left;
+        if (sw == 1) {
+          // Columns [j0, j1) read image column j + off inside the image; the rest is padding.
+          const int j0 = std::min(Wh, std::max(0, -off)), j1 = std::max(j0, std::min(Wh, W - off));
+          std::fill(d, d + j0, 0.f);
+          std::copy(srow + (j0 + off), srow + (j1 + off), d + j0);
+          std::fill(d + j1, d + Wh, 0.f);
+        } else {  // strides of 3 and more
+          for (int j = 0; j < Wh; ++j) {
+            const int w = j * sw + off;
+            d[j] = (w >= 0 && w < W) ? srow[w] : 0.f;
+          }
         }
       }
     }

@@ -61,6 +61,7 @@ CASES = [  # (n, c, h, w, k, kernel, stride, pads, dil)
     (1, 8, 12, 12, 8, 3, 1, [2, 2, 2, 2], 2),         # dilated
     (1, 4, 17, 17, 12, 5, 1, [2, 1, 2, 3], 1),        # 5x5, asymmetric pads
     (1, 3, 20, 20, 16, 7, 2, [3, 3, 3, 3], 1),        # stem-like 7x7 stride 2
+    (1, 6, 13, 14, 8, 3, 3, [1, 1, 1, 1], 1),         # 3x3 stride 3: three column phases per row
     # stride-2 inputs of wide rows: phase rows and gathered rows copied 4 columns at a time
     (1, 4, 40, 37, 8, 3, 2, [1, 0, 0, 1], 1),         # 3x3 stride 2, odd width, no left pad
     (1, 8, 40, 42, 8, 1, 2, [0, 0, 0, 0], 1),         # 1x1 stride 2, 21-pixel rows
