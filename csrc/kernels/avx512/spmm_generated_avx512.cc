@@ -37,8 +37,11 @@ constexpr int kRowBlock = 28;    // accumulators zmm0-27
 constexpr int kXRegs = 4;        // zmm28-31 hold input vectors, rotating
 constexpr int kTileVectors = 8;  // 16-position vectors per tile
 // Code per group of row blocks (see GeneratedCode::groups): measured on Zen 4, 32-64 KiB (the L1i and
-// the op cache) run 1.3-1.5x faster than one group per panel when a panel holds more code.
-constexpr size_t kGroupCode = size_t(64) << 10;
+// the op cache) run 1.3-1.5x faster than one group per panel when a panel holds more code; 16 KiB
+// (half the L1i: the group stays there across the tile's vectors next to the driver's and the
+// epilogue's code) beat 64 in A/Bs at batch 64 (two processes alternating, 2 cores): vgg16-pruned90
+// +2.1/+3.5/+3.7%, resnet50-pruned90 +0.6/+0.7%; batch 1 +0.6% and +2.8%; 8 KiB alike, 32 between.
+constexpr size_t kGroupCode = size_t(16) << 10;
 // Direct code prefetches the next tile's input when its input spans more than this (2x L2).
 constexpr int64_t kPrefetchInputBytes = int64_t(2) << 20;
 // Code and weights of a layer past this (the L2) are prefetched a group ahead (CodeAhead).
