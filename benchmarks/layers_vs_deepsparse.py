@@ -23,6 +23,7 @@ import onnx
 import sparseinfer
 from sparseinfer import zoo
 from sparseinfer.benchmark import make_inputs
+from sparseinfer.benchmark.analyze import layer_profile
 from sparseinfer.benchmark.peer_layers import compare_rows, layers_of_rows, parse_debug_analysis, run_debug_analysis
 from sparseinfer.benchmark.runners import deepsparse_python
 
@@ -41,14 +42,11 @@ def main() -> None:
     rows, ds_batch = parse_debug_analysis(run_debug_analysis(deepsparse_python(a.deepsparse_python), path, a.batch,
                                                              a.cores, a.iterations))
     engine = sparseinfer.compile_model(model, batch_size=a.batch, num_cores=a.cores)
-    plan = engine._default
     feeds = make_inputs(model, a.batch)
-    profile = plan.profile(list(feeds.values()), repeats=a.iterations)
-    # A batch run as streams profiles per image; one plan profiles the whole batch.
-    per_image = hasattr(plan, "streams")
+    profile, per_image = layer_profile(engine, [feeds[n] for n in engine.input_names], a.iterations)
     result = compare_rows(rows, layers_of_rows(model, rows), ds_batch, profile, per_image)
     print(json.dumps({"model": a.model, "batch": a.batch, "cores": a.cores,
-                      "sparseinfer_batching": getattr(plan, "batching_note", None), **result}, indent=1))
+                      "sparseinfer_batching": engine.batching, **result}, indent=1))
 
 
 if __name__ == "__main__":

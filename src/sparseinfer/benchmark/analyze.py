@@ -12,12 +12,22 @@ import os
 import sys
 
 
+def layer_profile(engine, arrays: list, repeats: int = 5) -> tuple[list[dict], bool]:
+    """The per-op profile rows of ``engine``'s plan for ``arrays`` (after one warm run), and whether
+    they are per image (a batch run as streams of single images: StreamedBatch.profile) rather
+    than for the whole batch."""
+    from sparseinfer.compiler.micro_batch import StreamedBatch
+
+    compiled = engine._default
+    compiled.run(arrays)
+    return compiled.profile(arrays, repeats=repeats), isinstance(compiled, StreamedBatch)
+
+
 def analyze(model_arg: str, batch_size: int = 1, num_cores: int | None = None, repeats: int = 5,
             input_shapes: str | None = None) -> dict:
     """The per-layer table (``layers``) and the totals, as a dict."""
     import sparseinfer
     from sparseinfer.benchmark.inputs import feeds_for, load_model
-    from sparseinfer.compiler.micro_batch import StreamedBatch
     from sparseinfer.graph.flops import analyze_flops, attention_macs
     from sparseinfer.graph.passes.fuse_epilogue import DOMAIN
 
@@ -27,11 +37,8 @@ def analyze(model_arg: str, batch_size: int = 1, num_cores: int | None = None, r
                                        input_shapes={k: list(v.shape) for k, v in feeds.items()})
     compiled = engine._default
     arrays = [feeds[n] for n in engine.input_names]
-    compiled.run(arrays)
-    rows = compiled.profile(arrays, repeats=repeats)
-    # A batch run as streams of single images profiles per image (StreamedBatch.profile): its
-    # FLOPs are counted per image too.
-    per_image = isinstance(compiled, StreamedBatch)
+    # A batch run as streams of single images profiles per image: its FLOPs are counted per image too.
+    rows, per_image = layer_profile(engine, arrays, repeats)
     images = batch_size if per_image else 1
     flops = {layer.node: layer for layer in analyze_flops(model, {k: list(v.shape) for k, v in feeds.items()}).layers}
     graphs = [compiled.streams[0].graph] + ([compiled.tail.graph] if compiled.tail else []) if per_image \

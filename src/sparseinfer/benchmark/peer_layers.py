@@ -82,6 +82,12 @@ def layers_of_rows(model: onnx.ModelProto, rows: Sequence[Mapping]) -> list[list
     return out
 
 
+def _times(theirs: float, mine: float, digits: int) -> dict:
+    """Both engines' ms per image, rounded, and DeepSparse's time over ours (None without ours)."""
+    return {"deepsparse_ms_per_image": round(theirs, digits), "sparseinfer_ms_per_image": round(mine, digits),
+            "speedup_vs_deepsparse": round(theirs / mine, 3) if mine > 0 else None}
+
+
 def compare_rows(rows: Sequence[Mapping], layers: Sequence[Sequence[str]], batch: int,
                  profile: Iterable[Mapping], profile_per_image: bool) -> dict:
     """DeepSparse's rows next to the sum of our profile rows (``node``, ``ms``) over the same
@@ -92,27 +98,18 @@ def compare_rows(rows: Sequence[Mapping], layers: Sequence[Sequence[str]], batch
     for r in profile:
         ours[r["node"]] = ours.get(r["node"], 0.0) + float(r["ms"]) / (1 if profile_per_image else batch)
     table = []
+    kinds: dict[str, list[float]] = {}  # kind -> [DeepSparse's ms, ours]
     for row, names in zip(rows, layers):
-        mine = sum(ours.pop(n, 0.0) for n in names)
-        theirs = row["ms"] / batch
-        table.append({"deepsparse_row": row["name"], "layers": list(names), "deepsparse_ms_per_image": round(theirs, 4),
-                      "sparseinfer_ms_per_image": round(mine, 4),
-                      "speedup_vs_deepsparse": round(theirs / mine, 3) if mine > 0 else None})
-    by_kind: dict[str, dict] = {}
-    for row, t in zip(rows, table):
-        k = by_kind.setdefault(row["kind"], {"deepsparse_ms_per_image": 0.0, "sparseinfer_ms_per_image": 0.0})
-        k["deepsparse_ms_per_image"] += t["deepsparse_ms_per_image"]
-        k["sparseinfer_ms_per_image"] += t["sparseinfer_ms_per_image"]
-    for k in by_kind.values():
-        k["speedup_vs_deepsparse"] = (round(k["deepsparse_ms_per_image"] / k["sparseinfer_ms_per_image"], 3)
-                                      if k["sparseinfer_ms_per_image"] > 0 else None)
-        k["deepsparse_ms_per_image"] = round(k["deepsparse_ms_per_image"], 3)
-        k["sparseinfer_ms_per_image"] = round(k["sparseinfer_ms_per_image"], 3)
-    return {"rows": table, "by_kind": by_kind,
+        theirs, mine = row["ms"] / batch, sum(ours.pop(n, 0.0) for n in names)
+        table.append({"deepsparse_row": row["name"], "layers": list(names), **_times(theirs, mine, 4)})
+        k = kinds.setdefault(row["kind"], [0.0, 0.0])
+        k[0] += theirs
+        k[1] += mine
+    unmatched = sum(ours.values())
+    return {"rows": table, "by_kind": {kind: _times(t, m, 3) for kind, (t, m) in kinds.items()},
             "unmatched_ms_per_image": {n: round(v, 4) for n, v in sorted(ours.items(), key=lambda kv: -kv[1]) if v},
-            "deepsparse_total_ms_per_image": round(sum(t["deepsparse_ms_per_image"] for t in table), 3),
-            "sparseinfer_total_ms_per_image": round(sum(ours.values()) + sum(t["sparseinfer_ms_per_image"]
-                                                                               for t in table), 3)}
+            "deepsparse_total_ms_per_image": round(sum(t for t, _ in kinds.values()), 3),
+            "sparseinfer_total_ms_per_image": round(unmatched + sum(m for _, m in kinds.values()), 3)}
 
 
 def run_debug_analysis(python: str, model_path: str, batch: int, cores: int, iterations: int = 3,
