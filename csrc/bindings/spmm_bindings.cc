@@ -2,6 +2,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bindings/bindings.h"
@@ -185,7 +187,8 @@ void bind_spmm(nb::module_& m) {
       [](PySparseWeights& pw, const InArray& input, std::optional<int64_t> Q_opt,
          const std::optional<InArray>& bias, const std::optional<InArray>& residual,
          const std::string& activation, float alpha, float beta, int num_threads,
-         const nb::object& out, bool generated, bool in_place) {
+         const nb::object& out, bool generated, bool in_place,
+         const std::optional<std::tuple<int64_t, int64_t, int64_t, int64_t>>& map_opt) {
         const int M = pw.w->M(), K = pw.w->K();
         check_f32_cpu(input, "input");
         if (input.ndim() != 1 && input.ndim() != 2)
@@ -204,6 +207,7 @@ void bind_spmm(nb::module_& m) {
         if (Q < 0) fail("Q must be >= 0, got " + std::to_string(Q));
         if (Q > INT32_MAX) fail("Q is too large");
         std::shared_ptr<const SparseWeights> sw;
+        if (map_opt && pw.plain) fail("map needs weights built with col_offsets (the input's layout)");
         if (pw.plain) {
           int64_t stride = Q;
           if (input.ndim() == 2) {
@@ -218,6 +222,24 @@ void bind_spmm(nb::module_& m) {
             fail("input holds " + std::to_string(size) + " floats but K=" + std::to_string(K) +
                  " rows of Q=" + std::to_string(Q) + " need " + std::to_string((K - 1) * stride + Q));
           sw = pw.for_stride(stride);
+        } else if (map_opt) {
+          sw = pw.w;
+          const auto [row_len, row_stride, img_len, img_stride] = *map_opt;
+          if (row_len < 1 || img_len < row_len || img_len % row_len != 0)
+            fail("map (row_len, row_stride, img_len, img_stride) needs row_len >= 1 and img_len a multiple of "
+                 "row_len, got (" + std::to_string(row_len) + ", " + std::to_string(row_stride) + ", " +
+                 std::to_string(img_len) + ", " + std::to_string(img_stride) + ")");
+          if (row_stride < row_len || img_stride < (img_len / row_len - 1) * row_stride + row_len)
+            fail("map: rows must not overlap (row_stride >= row_len) nor images (img_stride >= (img_len / row_len "
+                 "- 1) * row_stride + row_len)");
+          if (K > 0 && Q > 0) {
+            const int64_t last = Q - 1, img = last / img_len, r = last % img_len;
+            const int64_t src = img * img_stride + (r / row_len) * row_stride + r % row_len;
+            if (sw->max_col_offset() + src + 1 > size)
+              fail("col_offsets and the map reach beyond the input: max col_offset " +
+                   std::to_string(sw->max_col_offset()) + " + the last position's offset " + std::to_string(src) +
+                   " + 1 > input size " + std::to_string(size));
+          }
         } else {
           sw = pw.w;
           if (K > 0 && Q > 0 && sw->max_col_offset() + Q > size)
@@ -285,22 +307,27 @@ void bind_spmm(nb::module_& m) {
               ep.residual = C;
             }
           }
+          SpmmInputMap map{};
+          if (map_opt) map = {std::get<0>(*map_opt), std::get<1>(*map_opt), std::get<2>(*map_opt), std::get<3>(*map_opt)};
+          const SpmmInputMap* m = map_opt ? &map : nullptr;
           if (program)
-            program->run(in, Q, C, ldo, ep, pool);
+            program->run(in, Q, C, ldo, ep, pool, m);
           else
-            spmm_f32(*sw, in, Q, C, ldo, ep, pool);
+            spmm_f32(*sw, in, Q, C, ldo, ep, pool, m);
         }
         return result;
       },
       nb::arg("weights"), nb::arg("input"), nb::arg("Q") = nb::none(), nb::arg("bias") = nb::none(),
       nb::arg("residual") = nb::none(), nb::arg("activation") = "none", nb::arg("alpha") = 0.f,
       nb::arg("beta") = 0.f, nb::arg("num_threads") = 1, nb::arg("out") = nb::none(),
-      nb::arg("generated") = false, nb::arg("in_place") = false,
+      nb::arg("generated") = false, nb::arg("in_place") = false, nb::arg("map") = nb::none(),
       "out[M, Q] = activation(W @ In + bias[:, None] + residual), input row k at "
       "input.flat[col_offsets[k]:][:Q] (or input[k, :Q] for weights built without col_offsets). "
       "generated=True: by code generated for these weights (avx512 weights only), once per weights "
       "and input row stride; in_place=True: code that reads the input in place instead of packed "
-      "copies.");
+      "copies. map=(row_len, row_stride, img_len, img_stride): position q = img * img_len + row * row_len + col "
+      "reads input.flat[col_offsets[k] + img * img_stride + row * row_stride + col] (a conv's output pixels over "
+      "padded planes: what the conv ops run); needs col_offsets.");
 }
 
 }  // namespace si

@@ -200,6 +200,29 @@ def test_conv3x3_offsets(isa, sparsity, cin, cout, H, W):
 
 
 @pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("sparsity", [0.0, 0.9, 1.0])
+@pytest.mark.parametrize("cin, cout, nb, H, W", [(3, 5, 1, 1, 1), (6, 10, 2, 7, 7), (16, 33, 3, 14, 14),
+                                                 (9, 30, 1, 11, 37)])
+def test_mapped_input_is_a_conv_over_padded_planes(isa, sparsity, cin, cout, nb, H, W):
+    """map=(row_len, row_stride, img_len, img_stride): exactly the output pixels of a 3x3 stride-1
+    conv over nb zero-padded planes per channel (as the conv ops run it), rows of W pixels Wp
+    apart, images Hp x Wp apart; with bias, residual and ReLU in the epilogue."""
+    rng = np.random.default_rng(17)
+    Hp, Wp = H + 2, W + 2
+    planes = np.zeros((cin, nb, Hp, Wp), dtype=np.float32)
+    planes[:, :, 1:1 + H, 1:1 + W] = rand(rng, cin, nb, H, W)
+    w4 = sparse_weights(rng, cout, cin * 9, sparsity).reshape(cout, cin, 3, 3)
+    offs = np.array([c * nb * Hp * Wp + r * Wp + s for c in range(cin) for r in range(3) for s in range(3)],
+                    dtype=np.int64)
+    Q = nb * H * W
+    bias, res = rand(rng, cout), rand(rng, cout, Q)
+    sw = weights(np.ascontiguousarray(w4.reshape(cout, -1)), offs, isa)
+    got = spmm(isa, sw, planes.ravel(), Q, bias=bias, residual=res, activation="relu", map=(W, Wp, H * W, Hp * Wp))
+    conv = np.stack([conv3x3_reference(w4, planes[:, i]) for i in range(nb)], axis=1).reshape(cout, Q)
+    assert_close(got, np.maximum(conv + bias[:, None] + res, 0), cin * 9)
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
 @pytest.mark.parametrize("Q", [16, 20, 49, 64, 131])
 def test_packed_and_in_place_paths_agree(isa, Q):
     """Inputs whose rows are not vector-aligned (a row length Q that is not a multiple of 16, or
@@ -424,6 +447,15 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="beyond the input"):
         spmm(isa, swo, np.ones(34, np.float32), 5)
     assert spmm(isa, swo, np.ones(35, np.float32), 5).shape == (3, 5)
+    with pytest.raises(ValueError, match="map needs weights built with col_offsets"):
+        spmm(isa, sw, x, map=(5, 5, 5, 5))
+    with pytest.raises(ValueError, match="img_len a multiple of row_len"):
+        spmm(isa, swo, np.ones(64, np.float32), 6, map=(4, 5, 6, 12))
+    with pytest.raises(ValueError, match="rows must not overlap"):
+        spmm(isa, swo, np.ones(64, np.float32), 6, map=(3, 2, 6, 12))
+    with pytest.raises(ValueError, match=r"reach beyond the input: max col_offset 30 \+ the last position's offset 6"):
+        spmm(isa, swo, np.ones(36, np.float32), 6, map=(3, 4, 6, 12))  # position 5: row 1, col 2 -> 4 + 2
+    assert spmm(isa, swo, np.ones(37, np.float32), 6, map=(3, 4, 6, 12)).shape == (3, 6)
     with pytest.raises(ValueError, match="bias"):
         spmm(isa, sw, x, bias=np.ones(4, np.float32))
     with pytest.raises(ValueError, match="residual must have shape"):
