@@ -233,8 +233,9 @@ void bind_spmm(nb::module_& m) {
             fail("map: rows must not overlap (row_stride >= row_len) nor images (img_stride >= (img_len / row_len "
                  "- 1) * row_stride + row_len)");
           if (K > 0 && Q > 0) {
-            const int64_t last = Q - 1, img = last / img_len, r = last % img_len;
-            const int64_t src = img * img_stride + (r / row_len) * row_stride + r % row_len;
+            SpmmArgs mapped{};
+            mapped.map = {row_len, row_stride, img_len, img_stride};
+            const int64_t src = spmm_source(mapped, Q - 1);  // the furthest position: rows and images ascend
             if (sw->max_col_offset() + src + 1 > size)
               fail("col_offsets and the map reach beyond the input: max col_offset " +
                    std::to_string(sw->max_col_offset()) + " + the last position's offset " + std::to_string(src) +
