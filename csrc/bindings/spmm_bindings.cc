@@ -207,6 +207,7 @@ void bind_spmm(nb::module_& m) {
         if (Q < 0) fail("Q must be >= 0, got " + std::to_string(Q));
         if (Q > INT32_MAX) fail("Q is too large");
         std::shared_ptr<const SparseWeights> sw;
+        SpmmInputMap map{};
         if (map_opt && pw.plain) fail("map needs weights built with col_offsets (the input's layout)");
         if (pw.plain) {
           int64_t stride = Q;
@@ -232,9 +233,10 @@ void bind_spmm(nb::module_& m) {
           if (row_stride < row_len || img_stride < (img_len / row_len - 1) * row_stride + row_len)
             fail("map: rows must not overlap (row_stride >= row_len) nor images (img_stride >= (img_len / row_len "
                  "- 1) * row_stride + row_len)");
+          map = {row_len, row_stride, img_len, img_stride};
           if (K > 0 && Q > 0) {
             SpmmArgs mapped{};
-            mapped.map = {row_len, row_stride, img_len, img_stride};
+            mapped.map = map;
             const int64_t src = spmm_source(mapped, Q - 1);  // the furthest position: rows and images ascend
             if (sw->max_col_offset() + src + 1 > size)
               fail("col_offsets and the map reach beyond the input: max col_offset " +
@@ -308,8 +310,6 @@ void bind_spmm(nb::module_& m) {
               ep.residual = C;
             }
           }
-          SpmmInputMap map{};
-          if (map_opt) map = {std::get<0>(*map_opt), std::get<1>(*map_opt), std::get<2>(*map_opt), std::get<3>(*map_opt)};
           const SpmmInputMap* m = map_opt ? &map : nullptr;
           if (program)
             program->run(in, Q, C, ldo, ep, pool, m);
