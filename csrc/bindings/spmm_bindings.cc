@@ -6,6 +6,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -188,7 +189,8 @@ void bind_spmm(nb::module_& m) {
          const std::optional<InArray>& bias, const std::optional<InArray>& residual,
          const std::string& activation, float alpha, float beta, int num_threads,
          const nb::object& out, bool generated, bool in_place,
-         const std::optional<std::tuple<int64_t, int64_t, int64_t, int64_t>>& map_opt) {
+         const std::optional<std::tuple<int64_t, int64_t, int64_t, int64_t>>& map_opt,
+         const std::optional<std::tuple<int, int, int, int, int, int, int, int>>& taps_opt) {
         const int M = pw.w->M(), K = pw.w->K();
         check_f32_cpu(input, "input");
         if (input.ndim() != 1 && input.ndim() != 2)
@@ -230,11 +232,29 @@ void bind_spmm(nb::module_& m) {
             fail("map (row_len, row_stride, img_len, img_stride) needs row_len >= 1 and img_len a multiple of "
                  "row_len, got (" + std::to_string(row_len) + ", " + std::to_string(row_stride) + ", " +
                  std::to_string(img_len) + ", " + std::to_string(img_stride) + ")");
-          if (row_stride < row_len || img_stride < (img_len / row_len - 1) * row_stride + row_len)
+          // (With implicit padding an output row may be wider than an input row: its reads are clipped.)
+          if (!taps_opt && (row_stride < row_len || img_stride < (img_len / row_len - 1) * row_stride + row_len))
             fail("map: rows must not overlap (row_stride >= row_len) nor images (img_stride >= (img_len / row_len "
                  "- 1) * row_stride + row_len)");
           map = {row_len, row_stride, img_len, img_stride};
-          if (K > 0 && Q > 0) {
+          if (taps_opt) {
+            std::tie(map.taps_h, map.taps_w, map.in_h, map.in_w, map.pad_top, map.pad_left, map.dil_h, map.dil_w) =
+                *taps_opt;
+            check_map(map, *sw, "spmm");
+            if (map.taps_h < 1) fail("taps needs taps_h and taps_w >= 1 (omit it for no implicit padding)");
+            // Column k reads its plane (col_offset minus the tap's place in the padded window, from
+            // the input's start) at rows [0, in_h) x columns [0, in_w) of each image.
+            const int64_t images = (Q + img_len - 1) / img_len, reach = (images - 1) * img_stride + int64_t(map.in_h) * map.in_w;
+            const int32_t* off = sw->col_off();
+            for (int k = 0; k < K && Q > 0; ++k) {
+              const int64_t base = off[k] - (int64_t(k / map.taps_w % map.taps_h) * map.dil_h * map.in_w +
+                                             int64_t(k % map.taps_w) * map.dil_w);
+              if (base < 0 || base + reach > size)
+                fail("taps: column " + std::to_string(k) + "'s plane (col_offset " + std::to_string(off[k]) +
+                     " less its tap's offset) spans [" + std::to_string(base) + ", " + std::to_string(base + reach) +
+                     ") of an input of " + std::to_string(size) + " floats");
+            }
+          } else if (K > 0 && Q > 0) {
             SpmmArgs mapped{};
             mapped.map = map;
             const int64_t src = spmm_source(mapped, Q - 1);  // the furthest position: rows and images ascend
@@ -245,6 +265,7 @@ void bind_spmm(nb::module_& m) {
           }
         } else {
           sw = pw.w;
+          if (taps_opt) fail("taps needs a map (row_len, row_stride, img_len, img_stride)");
           if (K > 0 && Q > 0 && sw->max_col_offset() + Q > size)
             fail("col_offsets reach beyond the input: max col_offset " + std::to_string(sw->max_col_offset()) +
                  " + Q=" + std::to_string(Q) + " > input size " + std::to_string(size));
@@ -297,7 +318,9 @@ void bind_spmm(nb::module_& m) {
           result = nb::cast(OutArray(buf, {static_cast<size_t>(M), static_cast<size_t>(Q)}, owner));
         }
         ThreadPool* pool = pool_for(num_threads);
-        const float* in = static_cast<const float*>(input.data());
+        // With implicit padding the offsets count from the padded window's corner (SpmmInputMap).
+        const float* in = reinterpret_cast<const float*>(
+            reinterpret_cast<uintptr_t>(input.data()) - (size_t(map.pad_top) * map.in_w + map.pad_left) * sizeof(float));
         if (in_place && !generated) fail("in_place=True needs generated=True");
         const std::shared_ptr<const GeneratedSpmm> program = generated ? pw.program_of(sw, in_place) : nullptr;
         {
@@ -322,13 +345,18 @@ void bind_spmm(nb::module_& m) {
       nb::arg("residual") = nb::none(), nb::arg("activation") = "none", nb::arg("alpha") = 0.f,
       nb::arg("beta") = 0.f, nb::arg("num_threads") = 1, nb::arg("out") = nb::none(),
       nb::arg("generated") = false, nb::arg("in_place") = false, nb::arg("map") = nb::none(),
+      nb::arg("taps") = nb::none(),
       "out[M, Q] = activation(W @ In + bias[:, None] + residual), input row k at "
       "input.flat[col_offsets[k]:][:Q] (or input[k, :Q] for weights built without col_offsets). "
       "generated=True: by code generated for these weights (avx512 weights only), once per weights "
       "and input row stride; in_place=True: code that reads the input in place instead of packed "
       "copies. map=(row_len, row_stride, img_len, img_stride): position q = img * img_len + row * row_len + col "
       "reads input.flat[col_offsets[k] + img * img_stride + row * row_stride + col] (a conv's output pixels over "
-      "padded planes: what the conv ops run); needs col_offsets.");
+      "padded planes: what the conv ops run); needs col_offsets. taps=(taps_h, taps_w, in_h, in_w, pad_top, "
+      "pad_left, dil_h, dil_w) with a map: implicit zero padding, the input is the unpadded planes (row_stride == "
+      "in_w) and weight column k, tap (r, s) = ((k // taps_w) % taps_h, k % taps_w), reads "
+      "input.flat[col_offsets[k] + src(q) - pad_top * in_w - pad_left] where its pixel lies in the plane, else 0 "
+      "(what stride-1 conv ops run when their kernel packs its tiles).");
 }
 
 }  // namespace si

@@ -134,6 +134,18 @@ SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
   return s;
 }
 
+void check_map(const SpmmInputMap& map, const SparseWeights& W, const char* who) {
+  if (map.row_len < 1 || map.img_len < map.row_len || map.img_len % map.row_len != 0)
+    throw std::invalid_argument(std::string(who) + ": an input map needs row_len >= 1 and img_len a multiple of row_len");
+  if (map.taps_h < 0 || map.taps_w < 0 || (map.taps_h > 0) != (map.taps_w > 0))
+    throw std::invalid_argument(std::string(who) + ": implicit padding needs taps_h and taps_w both > 0 (or both 0)");
+  if (map.taps() > 0 && (W.K() % map.taps() != 0 || map.in_h < 1 || map.in_w < 1 || map.row_stride != map.in_w ||
+                         map.dil_h < 1 || map.dil_w < 1 || map.pad_top < 0 || map.pad_left < 0))
+    throw std::invalid_argument(std::string(who) + ": implicit padding needs K a multiple of taps_h x taps_w (" +
+                                std::to_string(W.K()) + " columns, " + std::to_string(map.taps()) +
+                                " taps), in_h, in_w, dilations >= 1, pads >= 0 and row_stride == in_w");
+}
+
 // ---- the portable kernel (also the reference the ISA variants are tested against) ----
 
 void spmm_kernel_portable(const SpmmArgs& a) {
@@ -142,7 +154,7 @@ void spmm_kernel_portable(const SpmmArgs& a) {
     const int w = static_cast<int>(std::min<int64_t>(T, a.q1 - q));
     int64_t src[T];
     for (int j = 0; j < w; ++j) src[j] = spmm_source(a, q + j);
-    bool contiguous = true;
+    bool contiguous = a.map.taps() == 0;  // implicit padding: every read checks its tap
     for (int j = 0; j < w; ++j) contiguous = contiguous && src[j] == src[0] + j;
     const float* x = a.in + src[0];
     for (int m = a.m0; m < a.m1; ++m) {
@@ -160,7 +172,8 @@ void spmm_kernel_portable(const SpmmArgs& a) {
           for (int32_t i = i0; i < i1; ++i) {
             const float* xr = a.in + a.col_off[a.col[i]];
             const float wv = a.val[i];
-            for (int j = 0; j < w; ++j) acc[j] += wv * xr[src[j]];
+            for (int j = 0; j < w; ++j)
+              if (spmm_tap_inside(a.map, q + j, a.col[i])) acc[j] += wv * xr[src[j]];
           }
         }
       }
@@ -202,8 +215,7 @@ int spmm_vector_floats(Isa isa) {
 
 void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, int64_t ldo,
               const Epilogue& ep, ThreadPool* pool, const SpmmInputMap* map) {
-  if (map && (map->row_len < 1 || map->img_len < map->row_len || map->img_len % map->row_len != 0))
-    throw std::invalid_argument("spmm_f32: an input map needs row_len >= 1 and img_len a multiple of row_len");
+  if (map) check_map(*map, W, "spmm_f32");
   if (W.released()) throw std::logic_error("spmm_f32: the weights' nonzeros were released (generated code holds them)");
   const int M = W.M();
   if (Q <= 0 || M <= 0) return;
@@ -235,13 +247,14 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
   base.beta = ep.beta;
 
   const int vec = spmm_vector_floats(W.isa());
-  // (Q == 1 gathers its inputs: nothing to align.)
-  const bool pack = vec > 1 && W.K() > 0 && Q > 1 &&
+  // (Q == 1 gathers its inputs: nothing to align; but implicit padding is clipped by the packing.)
+  const bool tiles = Q > 1 || (map && map->taps() > 0);
+  const bool pack = vec > 1 && W.K() > 0 && tiles &&
                     (map || W.panels() > 1 || W.offset_alignment() % vec != 0 ||
                      reinterpret_cast<uintptr_t>(in) % (vec * sizeof(float)) != 0);
   const size_t pack_floats = size_t(W.panel_k()) * size_t(tile);
   // Partial sums between panels (Q == 1 runs as a matrix-vector product and needs none).
-  const bool partial = W.panels() > 1 && Q > 1;
+  const bool partial = W.panels() > 1 && tiles;
   auto buffers = [&](SpmmArgs& a) {
     if (pack) a.pack = spmm_thread_buffer<0>(pack_floats);
     if (partial) a.acc = spmm_thread_buffer<1>(size_t(a.m1 - a.m0) * size_t(tile));

@@ -143,8 +143,20 @@ class SparseWeights {
 // output pixels of a KxK conv over a padded plane: rows of row_len pixels, row_stride apart,
 // images of img_len pixels, img_stride apart): q = img * img_len + row * row_len + col reads
 // img * img_stride + row * row_stride + col (plus the weight column's offset).
+//
+// Implicit zero padding (taps_h > 0; stride-1 convs whose kernel packs its input): the input is
+// the conv's unpadded planes (in_h x in_w, row_stride == in_w) and weight column k is tap
+// (r, s) = ((k / taps_w) % taps_h, k % taps_w), so column k at output pixel (row, col) reads the
+// input pixel (row + r * dil_h - pad_top, col + s * dil_w - pad_left) when it lies in the plane
+// and 0 when it does not (the padding is never read, nor written anywhere: no padded copy of
+// the input per call). The offsets then assume a plane that starts pad_top rows and pad_left
+// columns before the input: the caller passes `in` moved back by pad_top * in_w + pad_left
+// floats, where only clipped reads would land. Only the packing kernels honour it: generated
+// code reading in place refuses such a map (std::invalid_argument).
 struct SpmmInputMap {
   int64_t row_len, row_stride, img_len, img_stride;
+  int taps_h = 0, taps_w = 0, in_h = 0, in_w = 0, pad_top = 0, pad_left = 0, dil_h = 1, dil_w = 1;
+  int taps() const { return taps_h * taps_w; }
 };
 
 // out[m * ldo + q] = act(sum_k W[m][k] * in[col_offsets[k] + src(q)] + bias[m] + residual[m * ldo + q])
@@ -154,6 +166,10 @@ struct SpmmInputMap {
 // No heap allocation but a per-thread packing buffer, grown once.
 void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, int64_t ldo,
               const Epilogue& ep, ThreadPool* pool, const SpmmInputMap* map = nullptr);
+
+// Throws std::invalid_argument (naming `who`) unless `map` is well formed for W (see
+// SpmmInputMap).
+void check_map(const SpmmInputMap& map, const SparseWeights& W, const char* who);
 
 // Generated code (AVX-512 only; spmm_generated_avx512.cc): the same product by code generated for the
 // weights' pattern, register-blocked over output rows (28 rows x 16 positions in zmm0-27, each
@@ -228,19 +244,99 @@ inline int64_t spmm_source(const SpmmArgs& a, int64_t q) {
   return img * a.map.img_stride + (r / a.map.row_len) * a.map.row_stride + r % a.map.row_len;
 }
 
-// The tile [q, q + w) of a mapped input as VW-lane vectors assembled from contiguous runs of
-// the input: calls f(v, l0, l1, off) for each piece, lanes [l0, l1) of vector v reading
-// `off + lane` (before the weight column's offset), in increasing v.
-template <int VW, class F>
-inline void spmm_tile_pieces(const SpmmArgs& a, int64_t q, int w, const F& f) {
+// The tile [q, q + w) of a mapped input as runs of positions contiguous in the input, one per
+// output row it spans: positions [j0, j1) of the tile, output row `row` (within its image) from
+// column `col`, position q + j reading off + j (before the weight column's offset). At most w
+// runs; the divisions are here, once per tile.
+struct SpmmRun {
+  int j0, j1;
+  int64_t row, col, off;
+};
+template <class F>
+inline void spmm_tile_runs(const SpmmArgs& a, int64_t q, int w, const F& f) {
+  const SpmmInputMap& m = a.map;
   for (int j0 = 0; j0 < w;) {
-    const int64_t col = (q + j0) % a.map.img_len % a.map.row_len;
-    const int j1 = static_cast<int>(a.map.row_len - col < w - j0 ? j0 + a.map.row_len - col : w);
-    const int64_t off = spmm_source(a, q + j0) - j0;  // position q + j reads off + j
-    for (int v = j0 / VW; v * VW < j1; ++v)
-      f(v, (j0 > v * VW ? j0 : v * VW) - v * VW, (j1 < v * VW + VW ? j1 : v * VW + VW) - v * VW, off + VW * v);
+    const int64_t in_img = (q + j0) % m.img_len, col = in_img % m.row_len;
+    const int j1 = static_cast<int>(m.row_len - col < w - j0 ? j0 + m.row_len - col : w);
+    f(SpmmRun{j0, j1, in_img / m.row_len, col, spmm_source(a, q + j0) - j0});
     j0 = j1;
   }
+}
+
+// A run as VW-lane vector pieces: f(v, l0, l1, off) for lanes [l0, l1) of vector v reading
+// `off + lane`, in increasing v. tap >= 0 (implicit zero padding, see SpmmInputMap): only the
+// lanes whose pixel lies in the plane for that tap (lanes of no piece read 0).
+template <int VW, class F>
+inline void spmm_run_pieces(const SpmmInputMap& m, const SpmmRun& run, int tap, const F& f) {
+  int64_t c0 = run.j0, c1 = run.j1;  // the positions whose tap lies in the plane
+  if (tap >= 0) {
+    const int64_t y = run.row + int64_t(tap / m.taps_w % m.taps_h) * m.dil_h - m.pad_top;
+    const int64_t x = run.col + int64_t(tap % m.taps_w) * m.dil_w - m.pad_left;  // the run's first pixel
+    if (y < 0 || y >= m.in_h) return;
+    c0 = run.j0 + (x < 0 ? -x : 0);
+    c1 = run.j1 - (x + (run.j1 - run.j0) > m.in_w ? x + (run.j1 - run.j0) - m.in_w : 0);
+  }
+  for (int64_t v = c0 / VW; c0 < c1 && v * VW < c1; ++v)
+    f(static_cast<int>(v), static_cast<int>((c0 > v * VW ? c0 : v * VW) - v * VW),
+      static_cast<int>((c1 < v * VW + VW ? c1 : v * VW + VW) - v * VW), run.off + VW * v);
+}
+
+// The pieces of the tile [q, q + w) per tap class (implicit padding: tap t's list clips the
+// runs for tap t; without, one list for every column), make(v, l0, l1, off) giving an ISA's
+// piece. A pure function of (map, q, w), kept per thread for the next call: a tile's panels
+// each pack from the same lists, which are built once (their divisions per run and a list per
+// tap cost more than packing a panel of a small tile). starts[t]..starts[t + 1] index list t.
+template <class Piece>
+struct SpmmPieceLists {
+  const Piece* pieces;
+  const int* starts;
+};
+template <class Piece, int VW, class Make>
+inline SpmmPieceLists<Piece> spmm_piece_lists(const SpmmArgs& a, int64_t q, int w, const Make& make) {
+  struct Cache {
+    bool valid = false;
+    int64_t q = 0;
+    int w = 0;
+    SpmmInputMap map{};
+    std::vector<Piece> pieces;
+    std::vector<int> starts;
+    std::vector<SpmmRun> runs;
+  };
+  thread_local Cache cache;
+  Cache& c = cache;  // (one TLS lookup)
+  const SpmmInputMap& m = a.map;
+  const bool same = c.valid && c.q == q && c.w == w && c.map.row_len == m.row_len &&
+                    c.map.row_stride == m.row_stride && c.map.img_len == m.img_len &&
+                    c.map.img_stride == m.img_stride && c.map.taps_h == m.taps_h && c.map.taps_w == m.taps_w &&
+                    c.map.in_h == m.in_h && c.map.in_w == m.in_w && c.map.pad_top == m.pad_top &&
+                    c.map.pad_left == m.pad_left && c.map.dil_h == m.dil_h && c.map.dil_w == m.dil_w;
+  if (!same) {
+    const int lists = m.taps() > 0 ? m.taps() : 1;
+    c.pieces.resize(size_t(lists) * (w + w / VW + 2));  // a run per position at most, + a split per vector
+    c.starts.resize(size_t(lists) + 1);
+    c.runs.clear();
+    spmm_tile_runs(a, q, w, [&](const SpmmRun& r) { c.runs.push_back(r); });
+    int n = 0;
+    for (int t = 0; t < lists; ++t) {
+      c.starts[t] = n;
+      for (const SpmmRun& r : c.runs)
+        spmm_run_pieces<VW>(m, r, m.taps() > 0 ? t : -1,
+                            [&](int v, int l0, int l1, int64_t off) { c.pieces[n++] = make(v, l0, l1, off); });
+    }
+    c.starts[lists] = n;
+    c.valid = true, c.q = q, c.w = w, c.map = m;
+  }
+  return {c.pieces.data(), c.starts.data()};
+}
+
+// Whether input position q of weight column k reads the plane (true) or implicit padding: the
+// scalar form of spmm_run_pieces' clipping (the portable kernel's).
+inline bool spmm_tap_inside(const SpmmInputMap& m, int64_t q, int k) {
+  if (m.taps_h == 0) return true;
+  const int64_t in_img = q % m.img_len;
+  const int64_t y = in_img / m.row_len + int64_t(k / m.taps_w % m.taps_h) * m.dil_h - m.pad_top;
+  const int64_t x = in_img % m.row_len + int64_t(k % m.taps_w) * m.dil_w - m.pad_left;
+  return y >= 0 && y < m.in_h && x >= 0 && x < m.in_w;
 }
 
 // Asks for input row `src`'s run of `floats` floats (the next tile's, while packing this one)

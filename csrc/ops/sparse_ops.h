@@ -75,6 +75,9 @@ class SparseOp : public Op {
 //   * 1x1, stride 1, no padding: the taps read the input planes in place (no copy).
 //   * 1x1, stride > 1, no padding: the strided positions are gathered into a workspace whose
 //     channel rows start on cache lines (no phase split of the whole input, no crop).
+//   * stride 1 with a kernel that packs its tiles (the row kernels; generated code unless it
+//     reads in place): the spmm reads each output pixel's taps from the unpadded planes through
+//     an SpmmInputMap with implicit zero padding (its taps), no copy.
 //   * otherwise the image is zero-padded and split into stride phases (pad_phase_split) into a
 //     workspace, and the spmm reads each output pixel's taps there through an SpmmInputMap
 //     (rows of OW pixels, Wh apart): exactly the output pixels are computed, straight into y.
@@ -96,6 +99,7 @@ class SparseConvOp : public SparseOp {
   int OH_, OW_, Hh_ = 0, Wh_ = 0;  // Hh_ x Wh_: the phase planes (KxK path)
   int nb_;     // images per spmm call: N (batch_major) or 1 (NCHW: one call per image)
   bool direct_, subsample_;
+  bool implicit_pad_;  // stride-1 KxK conv whose kernel packs: reads the planes unpadded (no workspace)
   size_t ws_in_ = 0;
   int64_t Q_;
 };

@@ -147,8 +147,27 @@ def test_generated_code_reads_in_place_where_it_pays(k, c, hw, kernel, in_place)
     op = _core.SparseConvOp(w, None, [1, 1], pads, [1, 1], [1, c, hw, hw], "none", 0.0, 0.0, "avx512", False,
                             False, True)
     assert op.generated_in_place == in_place
-    assert not _core.SparseConvOp(w, None, [1, 1], pads, [1, 1], [1, c, hw, hw], "none", 0.0, 0.0, "avx512",
-                                  False, False, False).generated_in_place
+    rows = _core.SparseConvOp(w, None, [1, 1], pads, [1, 1], [1, c, hw, hw], "none", 0.0, 0.0, "avx512",
+                              False, False, False)
+    assert not rows.generated_in_place
+    # A stride-1 KxK conv whose kernel packs its tiles reads the planes unpadded (implicit padding):
+    # no padded copy, no workspace; code reading in place needs the padded copy.
+    if kernel == 3:
+        assert rows.workspace_floats == 0
+        assert op.workspace_floats == (c * (hw + 2) ** 2 if in_place else 0)
+
+
+@pytest.mark.parametrize("active_isa", ISAS, indirect=True)
+def test_strided_and_single_pixel_convs_keep_the_padded_copy(active_isa):
+    """Implicit padding is for stride 1 over more than one output pixel: a strided conv reads
+    phase planes, and one output pixel runs as a matrix-vector product that reads every tap."""
+    w = pruned(np.random.default_rng(3), (8, 4, 3, 3), 0.5)
+    def op(stride, hw):
+        return _core.SparseConvOp(w, None, [stride, stride], [1, 1, 1, 1], [1, 1], [1, 4, hw, hw], "none", 0.0, 0.0,
+                                  active_isa, False, False, False)
+    assert op(1, 6).workspace_floats == 0
+    assert op(2, 6).workspace_floats == 4 * 4 * 4 * 4  # four phase planes of 4 x 4 per channel
+    assert op(1, 1).workspace_floats == 4 * 3 * 3
 
 
 class _FakeOp:

@@ -222,6 +222,59 @@ def test_mapped_input_is_a_conv_over_padded_planes(isa, sparsity, cin, cout, nb,
     assert_close(got, np.maximum(conv + bias[:, None] + res, 0), cin * 9)
 
 
+def conv_reference(w4, x, pads, dil):
+    """float64 stride-1 conv of x [cin, H, W] (zero padding pads = (top, left, bottom, right))."""
+    cout, cin, R, S = w4.shape
+    H, W = x.shape[1:]
+    t, l, b, r_ = pads
+    p = np.zeros((cin, H + t + b, W + l + r_))
+    p[:, t:t + H, l:l + W] = x
+    OH, OW = H + t + b - dil * (R - 1), W + l + r_ - dil * (S - 1)
+    out = np.zeros((cout, OH, OW))
+    for r in range(R):
+        for s in range(S):
+            out += np.einsum("oc,chw->ohw", w4[:, :, r, s].astype(np.float64),
+                             p[:, r * dil:r * dil + OH, s * dil:s * dil + OW])
+    return out
+
+
+@pytest.mark.parametrize("isa", VARIANTS)
+@pytest.mark.parametrize("sparsity", [0.0, 0.9, 1.0])
+@pytest.mark.parametrize("cin, cout, nb, H, W, R, pads, dil", [
+    (3, 5, 1, 1, 1, 3, (1, 1, 1, 1), 1),        # one pixel: every tap but the centre is padding
+    (6, 10, 2, 7, 7, 3, (1, 1, 1, 1), 1),       # 3x3 same, two images
+    (16, 33, 3, 14, 14, 3, (1, 1, 1, 1), 1),
+    (9, 30, 1, 11, 37, 3, (1, 1, 1, 1), 1),     # rows wider than a vector
+    (4, 12, 1, 17, 17, 5, (2, 1, 2, 3), 1),     # 5x5, asymmetric pads
+    (8, 8, 2, 12, 12, 3, (2, 2, 2, 2), 2),      # dilated
+    (5, 7, 1, 6, 40, 3, (0, 0, 0, 0), 1),       # valid: no padding read at all
+])
+def test_mapped_input_with_implicit_padding_is_a_conv(isa, sparsity, cin, cout, nb, H, W, R, pads, dil):
+    """taps=(...): the conv ops' stride-1 path with no padded copy. The input is the unpadded
+    planes (C x nb x H x W), the offsets count from the padded window's corner, and every tap
+    whose pixel falls outside its plane reads 0, on every variant that packs; generated code
+    reading in place refuses it (it needs the padded input)."""
+    rng = np.random.default_rng(23)
+    x = rand(rng, cin, nb, H, W)
+    w4 = sparse_weights(rng, cout, cin * R * R, sparsity).reshape(cout, cin, R, R)
+    plane = nb * H * W
+    offs = np.array([c * plane + r * dil * W + s * dil for c in range(cin) for r in range(R) for s in range(R)],
+                    dtype=np.int64)
+    OH, OW = H + pads[0] + pads[2] - dil * (R - 1), W + pads[1] + pads[3] - dil * (R - 1)
+    Q = nb * OH * OW
+    bias, res = rand(rng, cout), rand(rng, cout, Q)
+    sw = weights(np.ascontiguousarray(w4.reshape(cout, -1)), offs, isa)
+    kw = dict(bias=bias, residual=res, activation="relu", map=(OW, W, OH * OW, H * W),
+              taps=(R, R, H, W, pads[0], pads[1], dil, dil))
+    if isa.endswith("-in-place"):
+        with pytest.raises(ValueError, match="cannot take implicit padding"):
+            spmm(isa, sw, x.ravel(), Q, **kw)
+        return
+    got = spmm(isa, sw, x.ravel(), Q, **kw)
+    conv = np.stack([conv_reference(w4, x[:, i], pads, dil) for i in range(nb)], axis=1).reshape(cout, Q)
+    assert_close(got, np.maximum(conv + bias[:, None] + res, 0), cin * R * R)
+
+
 @pytest.mark.parametrize("isa", VARIANTS)
 @pytest.mark.parametrize("Q", [16, 20, 49, 64, 131])
 def test_packed_and_in_place_paths_agree(isa, Q):
@@ -456,6 +509,20 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match=r"reach beyond the input: max col_offset 30 \+ the last position's offset 6"):
         spmm(isa, swo, np.ones(36, np.float32), 6, map=(3, 4, 6, 12))  # position 5: row 1, col 2 -> 4 + 2
     assert spmm(isa, swo, np.ones(37, np.float32), 6, map=(3, 4, 6, 12)).shape == (3, 6)
+    # implicit padding (taps): a 2x2 conv of one channel over 3x3 planes, pads 1
+    sw4 = weights(w, np.array([0, 1, 3, 4], dtype=np.int64), isa)
+    tap_map, taps = (4, 3, 16, 9), (2, 2, 3, 3, 1, 1, 1, 1)
+    assert spmm(isa, sw4, np.ones(9, np.float32), 16, map=tap_map, taps=taps).shape == (3, 16)
+    with pytest.raises(ValueError, match="taps needs a map"):
+        spmm(isa, sw4, np.ones(9, np.float32), 16, taps=taps)
+    with pytest.raises(ValueError, match=r"column 0's plane .* spans \[0, 9\) of an input of 8 floats"):
+        spmm(isa, sw4, np.ones(8, np.float32), 16, map=tap_map, taps=taps)
+    with pytest.raises(ValueError, match="K a multiple of taps_h x taps_w"):
+        spmm(isa, sw4, np.ones(9, np.float32), 16, map=tap_map, taps=(3, 1, 3, 3, 1, 1, 1, 1))
+    with pytest.raises(ValueError, match="row_stride == in_w"):
+        spmm(isa, sw4, np.ones(9, np.float32), 16, map=tap_map, taps=(2, 2, 3, 4, 1, 1, 1, 1))
+    with pytest.raises(ValueError, match="taps_h and taps_w both > 0"):
+        spmm(isa, sw4, np.ones(9, np.float32), 16, map=tap_map, taps=(0, 2, 3, 3, 1, 1, 1, 1))
     with pytest.raises(ValueError, match="bias"):
         spmm(isa, sw, x, bias=np.ones(4, np.float32))
     with pytest.raises(ValueError, match="residual must have shape"):

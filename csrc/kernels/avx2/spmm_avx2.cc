@@ -77,36 +77,33 @@ void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q
 }
 
 // Mapped input: each vector of the tile assembled from masked loads, one per contiguous run of
-// input it spans (a run lane j reads off + j); lanes past the tile stay zero.
+// input it spans (a run lane j reads off + j); lanes past the tile (or in implicit padding) zero.
 void pack_tile_mapped(const SpmmArgs& a, int64_t q, int w, int k0, int k1) {
   struct Piece {
     int v;
     __m256i lanes;
     int64_t off;
   };
-  Piece pieces[kTile + kTile / 8];
-  int n = 0;
+  const int taps = a.map.taps();
   const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  spmm_tile_pieces<8>(a, q, w, [&](int v, int l0, int l1, int64_t off) {
-    const __m256i lanes = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l0), idx),
-                                              _mm256_cmpgt_epi32(_mm256_set1_epi32(l1), idx));
-    pieces[n++] = {v, lanes, off};
+  const SpmmPieceLists<Piece> lists = spmm_piece_lists<Piece, 8>(a, q, w, [&](int v, int l0, int l1, int64_t off) {
+    return Piece{v, _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(l0), idx),
+                                        _mm256_cmpgt_epi32(_mm256_set1_epi32(l1), idx)), off};
   });
-  for (int k = k0; k < k1; ++k) {
+  const Piece* const pieces = lists.pieces;
+  const int nv = (w + 7) / 8;
+  for (int k = k0, t = taps > 0 ? k0 % taps : 0; k < k1; ++k, t = t + 1 >= taps ? 0 : t + 1) {
     const float* src = a.in + a.col_off[k];
     float* dst = a.pack + int64_t(k - k0) * kTile;
-    __m256 vec = _mm256_setzero_ps();
-    int cur = pieces[0].v;
-    for (int i = 0; i < n; ++i) {
-      if (pieces[i].v != cur) {
-        _mm256_store_ps(dst + 8 * cur, vec);
-        vec = _mm256_setzero_ps();
-        cur = pieces[i].v;
-      }
-      vec = _mm256_blendv_ps(vec, _mm256_maskload_ps(src + pieces[i].off, pieces[i].lanes),
-                             _mm256_castsi256_ps(pieces[i].lanes));
+    int i = lists.starts[t];
+    const int end = lists.starts[t + 1];
+    for (int v = 0; v < nv; ++v) {
+      __m256 vec = _mm256_setzero_ps();
+      for (; i < end && pieces[i].v == v; ++i)
+        vec = _mm256_blendv_ps(vec, _mm256_maskload_ps(src + pieces[i].off, pieces[i].lanes),
+                               _mm256_castsi256_ps(pieces[i].lanes));
+      _mm256_store_ps(dst + 8 * v, vec);
     }
-    _mm256_store_ps(dst + 8 * cur, vec);
   }
 }
 
@@ -168,7 +165,8 @@ void spmv(const SpmmArgs& a) {
 }  // namespace
 
 void spmm_kernel_avx2(const SpmmArgs& a) {
-  if (a.q1 - a.q0 == 1) return a.col_stride >= 0 ? spmv<true>(a) : spmv<false>(a);
+  // (A single position with implicit padding goes through the tiles: spmv reads every tap.)
+  if (a.q1 - a.q0 == 1 && a.map.taps() == 0) return a.col_stride >= 0 ? spmv<true>(a) : spmv<false>(a);
   avx2::with_activation(a.act, a.alpha, a.beta, [&](const auto& act) {
     int64_t q = a.q0;
     const __m256i full = _mm256_set1_epi32(-1);

@@ -97,7 +97,7 @@ void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q
 template <int NV, bool MASK>
 void pack_tile(const SpmmArgs& a, int64_t q, __mmask16 lm, int k0, int k1) {
   if (a.map.row_len)
-    return avx512::spmm_pack_mapped<kTile>(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile), k0, k1,
+    return avx512::spmm_pack_mapped(a, q, static_cast<int>(a.q1 - q < kTile ? a.q1 - q : kTile), k0, k1,
                                            a.pack, kTile, 16, kTile);
   const float* x = a.in + q;
   const int next_w = static_cast<int>(a.q1 - q - kTile < kTile ? a.q1 - q - kTile : kTile);
@@ -155,7 +155,8 @@ void spmv(const SpmmArgs& a) {
 }  // namespace
 
 void spmm_kernel_avx512(const SpmmArgs& a) {
-  if (a.q1 - a.q0 == 1) return a.col_stride >= 0 ? spmv<true>(a) : spmv<false>(a);
+  // (A single position with implicit padding goes through the tiles: spmv reads every tap.)
+  if (a.q1 - a.q0 == 1 && a.map.taps() == 0) return a.col_stride >= 0 ? spmv<true>(a) : spmv<false>(a);
   avx512::with_activation(a.act, a.alpha, a.beta, [&](const auto& act) {
     int64_t q = a.q0;
     for (; q + kTile <= a.q1; q += kTile) rows<4, false>(a, q, 0xFFFF, act);

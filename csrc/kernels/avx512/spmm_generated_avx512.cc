@@ -326,7 +326,7 @@ void pack_slices(const SpmmArgs& a, int64_t q, int w, int k0, int k1, float* dst
     }
     return;
   }
-  avx512::spmm_pack_mapped<16 * kTileVectors>(a, q, w, k0, k1, dst, 16, slice, 16 * kTileVectors);
+  avx512::spmm_pack_mapped(a, q, w, k0, k1, dst, 16, slice, 16 * kTileVectors);
 }
 
 // Each row's epilogue asks for the output (and residual) line this many positions on: the
@@ -517,8 +517,10 @@ size_t GeneratedSpmm::bytes() const {
 void GeneratedSpmm::run(const float* in, int64_t Q, float* out, int64_t ldo, const Epilogue& ep, ThreadPool* pool,
                          const SpmmInputMap* map) const {
   const SparseWeights& W = W_;
-  if (map && (map->row_len < 1 || map->img_len < map->row_len || map->img_len % map->row_len != 0))
-    throw std::invalid_argument("spmm (generated): an input map needs row_len >= 1 and img_len a multiple of row_len");
+  if (map) check_map(*map, W, "spmm (generated)");
+  if (map && map->taps() > 0 && code_->direct)
+    throw std::invalid_argument("spmm (generated): code reading in place cannot take implicit padding (the map's "
+                                "taps); it needs the padded input");
   if (Q <= 0 || W.M() <= 0) return;
   SpmmArgs base{};
   base.col_off = W.col_off();
