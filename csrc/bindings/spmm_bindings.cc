@@ -96,14 +96,17 @@ struct PySparseWeights {
   // The generated code of the last weights (as returned by for_stride) and form it was asked for.
   std::shared_ptr<const SparseWeights> program_for;
   bool program_in_place = false;
+  int program_classes = 1;
   std::shared_ptr<const GeneratedSpmm> program;
 
-  std::shared_ptr<const GeneratedSpmm> program_of(const std::shared_ptr<const SparseWeights>& sw, bool in_place) {
+  std::shared_ptr<const GeneratedSpmm> program_of(const std::shared_ptr<const SparseWeights>& sw, bool in_place,
+                                                  int column_classes) {
     std::lock_guard<std::mutex> lock(mu);
-    if (program_for != sw || program_in_place != in_place) {
-      program = std::make_shared<const GeneratedSpmm>(*sw, in_place);
+    if (program_for != sw || program_in_place != in_place || program_classes != column_classes) {
+      program = std::make_shared<const GeneratedSpmm>(*sw, in_place, column_classes);
       program_for = sw;
       program_in_place = in_place;
+      program_classes = column_classes;
     }
     return program;
   }
@@ -322,7 +325,9 @@ void bind_spmm(nb::module_& m) {
         const float* in = reinterpret_cast<const float*>(
             reinterpret_cast<uintptr_t>(input.data()) - (size_t(map.pad_top) * map.in_w + map.pad_left) * sizeof(float));
         if (in_place && !generated) fail("in_place=True needs generated=True");
-        const std::shared_ptr<const GeneratedSpmm> program = generated ? pw.program_of(sw, in_place) : nullptr;
+        // In place with taps: lane masks per tap column (GeneratedSpmm's column classes).
+        const int classes = in_place && taps_opt ? std::max(1, map.taps_w) : 1;
+        const std::shared_ptr<const GeneratedSpmm> program = generated ? pw.program_of(sw, in_place, classes) : nullptr;
         {
           nb::gil_scoped_release release;
           if (res) {

@@ -90,6 +90,20 @@ void gather_stride(const float* src, int64_t stride, float* dst, int n) {
   for (; j < n; ++j) dst[j] = src[j * stride];
 }
 
+void pad_rows(const float* src, float* dst, int planes, int H, int W, int pad_top, int pad_bottom, ThreadPool* pool) {
+  const size_t plane = size_t(H) * W, padded = size_t(pad_top + H + pad_bottom) * W;
+  // Tasks of whole planes, ~4 per thread (a plane of a deep layer is a few hundred floats).
+  const size_t tasks = pool && pool->num_threads() > 1 ? std::min<size_t>(planes, 4 * pool->num_threads()) : 1;
+  run_tasks(pool, tasks, [&](size_t t) {
+    for (size_t p = t * planes / tasks; p < (t + 1) * planes / tasks; ++p) {
+      float* d = dst + p * padded;
+      std::fill(d, d + size_t(pad_top) * W, 0.f);
+      std::copy(src + p * plane, src + (p + 1) * plane, d + size_t(pad_top) * W);
+      std::fill(d + size_t(pad_top) * W + plane, d + padded, 0.f);
+    }
+  });
+}
+
 namespace {
 // Both column phases of one padded row at once (stride 2): d0[j] = row[2j + off], d1[j] =
 // row[2j + off + 1], 0 outside [0, W). Each source row is read once, 8 floats per step split

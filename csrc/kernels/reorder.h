@@ -23,6 +23,12 @@ void reorder_nchwc_to_nchw(const float* src, float* dst, int N, int C, int HW, i
 void pad_phase_split(const float* src, float* dst, int C, int H, int W, int pad_top, int pad_left, int sh,
                      int sw, int Hh, int Wh, ThreadPool* pool);
 
+// Planes of H x W (contiguous) into planes with pad_top zero rows before and pad_bottom after:
+// dst[p * (pad_top + H + pad_bottom) * W + (pad_top + i) * W + j] = src[p * H * W + i * W + j].
+// One contiguous copy per plane (a conv whose kernel clips its taps to the rows needs no
+// padding columns).
+void pad_rows(const float* src, float* dst, int planes, int H, int W, int pad_top, int pad_bottom, ThreadPool* pool);
+
 // dst[j] = src[j * stride] for j < n (stride 2, a stride-2 conv's columns: 4 at a time with SSE
 // shuffles; measured 1.4-2x faster than one at a time on resnet50's stride-2 inputs).
 void gather_stride(const float* src, int64_t stride, float* dst, int n);

@@ -151,8 +151,9 @@ class SparseWeights {
 // and 0 when it does not (the padding is never read, nor written anywhere: no padded copy of
 // the input per call). The offsets then assume a plane that starts pad_top rows and pad_left
 // columns before the input: the caller passes `in` moved back by pad_top * in_w + pad_left
-// floats, where only clipped reads would land. Only the packing kernels honour it: generated
-// code reading in place refuses such a map (std::invalid_argument).
+// floats, where only clipped reads would land. The packing kernels clip every tap; generated
+// code reading in place clips taps to the rows only (its column classes, see GeneratedSpmm):
+// it needs pad_top 0 and the padding rows in the input (std::invalid_argument otherwise).
 struct SpmmInputMap {
   int64_t row_len, row_stride, img_len, img_stride;
   int taps_h = 0, taps_w = 0, in_h = 0, in_w = 0, pad_top = 0, pad_left = 0, dil_h = 1, dil_w = 1;
@@ -180,10 +181,16 @@ void check_map(const SpmmInputMap& map, const SparseWeights& W, const char* who)
 // every col_offset must fit a 32-bit byte displacement (can_read_in_place). GeneratedSpmm
 // generates the code of one SparseWeights (compressed for avx512) once; W must outlive it.
 // bytes(): its memory (code, the weights in code order, chunk tables).
+// In place, the code can also clip a conv's taps to its rows (implicit padding along rows, the
+// map's taps with pad_top 0 and the padding rows in the input): column k then loads under the
+// lane mask of its class k % column_classes (the tap's column, column_classes = the kernel's
+// width), 16-bit masks k1..k7 set per vector; std::invalid_argument for column_classes outside
+// [1, kSpmmMaxColumnClasses].
+inline constexpr int kSpmmMaxColumnClasses = 7;
 class GeneratedCode;
 class GeneratedSpmm {
  public:
-  explicit GeneratedSpmm(const SparseWeights& W, bool in_place = false);
+  explicit GeneratedSpmm(const SparseWeights& W, bool in_place = false, int column_classes = 1);
   static bool can_read_in_place(const SparseWeights& W);
   bool in_place() const;
   ~GeneratedSpmm();

@@ -45,24 +45,31 @@ bool in_place_pays(int M, int64_t row_len) {
   return M <= 128 && row_len > 0 && row_len * 8 >= (row_len + 15) / 16 * 16 * 7;
 }
 
-// Whether a conv's kernel reads its input unpadded, the padding implicit (SpmmInputMap's taps),
-// instead of a zero-padded copy made per call: a stride-1 KxK conv whose kernel packs each tile
-// anyway (the row kernels on mapped inputs, generated code not reading in place) clips each
-// tap's runs to the plane while packing. The copy was ~3% of resnet50-pruned90/-pruned95 at
-// batch 64 on 2 Zen 4 cores (skipping it outright, exploratory A/B).
-bool implicit_padding(const ConvParams& p, bool batch_major, bool generated) {
+// How a KxK conv's kernel meets its zero padding (SparseConvOp::Padding): a stride-1 conv over
+// more than one output pixel needs no padded copy per call when its kernel packs each tile
+// anyway (the row kernels on mapped inputs, generated code not reading in place: each tap's
+// runs are clipped to the plane while packing, SpmmInputMap's taps), and only the padding rows
+// when its generated code reads in place (which clips taps to the rows by lane masks per tap
+// column, not to the planes). The copy was ~3% of resnet50-pruned90/-pruned95 at batch 64 on 2
+// Zen 4 cores for each kind of kernel (skipping it outright, exploratory A/B).
+SparseConvOp::Padding conv_padding(const ConvParams& p, bool batch_major, bool generated) {
   const int64_t positions = int64_t(batch_major ? p.N : 1) * p.OH() * p.OW();
-  return !is_direct(p) && !is_subsample(p) && p.stride_h == 1 && p.stride_w == 1 && positions > 1 &&
-         !(generated && in_place_pays(p.K, p.OW()));
+  if (is_direct(p) || is_subsample(p) || p.stride_h != 1 || p.stride_w != 1 || positions <= 1)
+    return SparseConvOp::Padding::kCopy;
+  if (!(generated && in_place_pays(p.K, p.OW()))) return SparseConvOp::Padding::kNone;
+  return p.S <= kSpmmMaxColumnClasses ? SparseConvOp::Padding::kRows : SparseConvOp::Padding::kCopy;
 }
 
 // One input offset per weight column (c, r, s) in OIHW order, relative to the planes of one
 // call's nb images (direct) or to the padded, phase-split workspace. Channel c's nb planes
 // are consecutive in both layouts (CNHW; NCHW has nb = 1).
-std::vector<int64_t> tap_offsets(const ConvParams& p, int nb, bool implicit_pad) {
-  if (implicit_pad) {  // unpadded planes, offsets from pad_top rows and pad_left columns before them
+std::vector<int64_t> tap_offsets(const ConvParams& p, int nb, SparseConvOp::Padding padding) {
+  if (padding != SparseConvOp::Padding::kCopy) {
+    // Planes of H rows (kRows: with the padding rows), offsets from the padded window's corner:
+    // pad_top rows (kNone) and pad_left columns before them.
     std::vector<int64_t> off(size_t(p.C) * p.R * p.S);
-    const int64_t plane = int64_t(p.H) * p.W * nb;
+    const int64_t rows = padding == SparseConvOp::Padding::kRows ? p.H + p.pad_top + p.pad_bottom : p.H;
+    const int64_t plane = rows * p.W * nb;
     for (int c = 0; c < p.C; ++c)
       for (int r = 0; r < p.R; ++r)
         for (int s = 0; s < p.S; ++s)
@@ -201,13 +208,14 @@ SparseWeights linear_weights(const float* w, int K, int N, int64_t T, Isa isa) {
 
 }  // namespace
 
-SparseOp::SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, int64_t row_len)
+SparseOp::SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, int64_t row_len,
+                   int column_classes)
     : ep_(std::move(ep)), w_(std::move(w)), prefix_(std::move(name_prefix)) {
   if (generated) {
     if (w_.isa() != Isa::kAvx512)
       throw std::invalid_argument(prefix_ + "*: generated code needs avx512, got " + isa_name(w_.isa()));
     program_ = std::make_unique<GeneratedSpmm>(
-        w_, in_place_pays(w_.M(), row_len) && GeneratedSpmm::can_read_in_place(w_));
+        w_, in_place_pays(w_.M(), row_len) && GeneratedSpmm::can_read_in_place(w_), column_classes);
   }
   name_ = name_for(generated);
 }
@@ -242,10 +250,11 @@ std::string conv_name_prefix(const ConvParams& p) {
          (is_subsample(p) ? "_strided_" : "_");
 }
 
-SparseWeights conv_weights(const ConvParams& p, const float* weight, Isa isa, bool batch_major, bool implicit_pad) {
+SparseWeights conv_weights(const ConvParams& p, const float* weight, Isa isa, bool batch_major,
+                           SparseConvOp::Padding padding) {
   checked(p);
   const int nb = batch_major ? p.N : 1;
-  return SparseWeights(weight, p.K, p.C * p.R * p.S, tap_offsets(p, nb, implicit_pad).data(), isa,
+  return SparseWeights(weight, p.K, p.C * p.R * p.S, tap_offsets(p, nb, padding).data(), isa,
                        /*column_panels=*/int64_t(nb) * p.OH() * p.OW() > 1);
 }
 
@@ -259,25 +268,29 @@ SparseEpilogue sparse_epilogue(const float* bias, int n, Activation act, float a
 SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
                            float beta, Isa isa, bool has_residual, bool batch_major, bool generated)
     : SparseOp(conv_name_prefix(p), sparse_epilogue(bias, p.K, act, alpha, beta, has_residual),
-               conv_weights(p, weight, isa, batch_major, implicit_padding(p, batch_major, generated)), generated,
+               conv_weights(p, weight, isa, batch_major, conv_padding(p, batch_major, generated)), generated,
                // the code's input rows: a 1x1 conv's planes are one run, a KxK conv's map has rows of
-               // OW (with implicit padding: 0, the code packs)
+               // OW (with no padded copy at all: 0, the code packs)
                is_direct(p) || is_subsample(p) ? int64_t(batch_major ? p.N : 1) * p.OH() * p.OW()
-               : implicit_padding(p, batch_major, generated) ? 0
-                                                              : p.OW()),
+               : conv_padding(p, batch_major, generated) == Padding::kNone ? 0
+                                                                           : p.OW(),
+               // the code's lane masks per tap column (in place, implicit padding along rows)
+               conv_padding(p, batch_major, generated) == Padding::kRows ? p.S : 1),
       p_(p),
       OH_(p.OH()),
       OW_(p.OW()),
       nb_(batch_major ? p.N : 1),
       direct_(is_direct(p)),
       subsample_(is_subsample(p)),
-      implicit_pad_(implicit_padding(p, batch_major, generated)),
+      padding_(conv_padding(p, batch_major, generated)),
       Q_(int64_t(nb_) * OH_ * OW_) {  // exactly the output pixels, whatever the path
   if (subsample_) {
     ws_in_ = size_t(p.C) * size_t(subsample_stride(p, nb_));
-  } else if (implicit_pad_) {
-    Hh_ = p.H;  // the map walks the unpadded planes
+  } else if (padding_ != Padding::kCopy) {
+    // The map walks planes of W-float rows: unpadded (kNone) or with the padding rows (kRows).
+    Hh_ = padding_ == Padding::kRows ? p.H + p.pad_top + p.pad_bottom : p.H;
     Wh_ = p.W;
+    if (padding_ == Padding::kRows) ws_in_ = size_t(p.C) * nb_ * Hh_ * Wh_;
   } else if (!direct_) {
     Hh_ = ceil_div(p.H + p.pad_top + p.pad_bottom, p.stride_h);
     Wh_ = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
@@ -292,18 +305,23 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
   // KxK path: the spmm reads the output pixels as rows of OW positions, Wh apart, in images
   // Hh x Wh apart, over the phase planes.
   SpmmInputMap map{OW_, Wh_, int64_t(OH_) * OW_, int64_t(Hh_) * Wh_};
-  if (implicit_pad_) {
-    map.taps_h = p_.R, map.taps_w = p_.S, map.in_h = p_.H, map.in_w = p_.W;
-    map.pad_top = p_.pad_top, map.pad_left = p_.pad_left, map.dil_h = p_.dil_h, map.dil_w = p_.dil_w;
+  const int top = padding_ == Padding::kNone ? p_.pad_top : 0;  // padding rows the map clips
+  if (padding_ != Padding::kCopy) {
+    map.taps_h = p_.R, map.taps_w = p_.S, map.in_h = Hh_, map.in_w = p_.W;
+    map.pad_top = top, map.pad_left = p_.pad_left, map.dil_h = p_.dil_h, map.dil_w = p_.dil_w;
   }
   for (int n = 0; n < p_.N / nb_; ++n) {
     const float* x = in[0] + n * in_call;
     const float* src = x;
-    if (implicit_pad_) {
-      // The offsets count from pad_top rows and pad_left columns before the planes; only reads
-      // the kernel clips away would land there (SpmmInputMap).
+    if (padding_ != Padding::kCopy) {
+      if (padding_ == Padding::kRows) {
+        pad_rows(x, ws, p_.C * nb_, p_.H, p_.W, p_.pad_top, p_.pad_bottom, pool);
+        x = ws;
+      }
+      // The offsets count from the padded window's corner, before the planes; only reads the
+      // kernel clips away would land there (SpmmInputMap).
       src = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(x) -
-                                           (size_t(p_.pad_top) * p_.W + p_.pad_left) * sizeof(float));
+                                           (size_t(top) * p_.W + p_.pad_left) * sizeof(float));
     } else if (subsample_) {
       subsample(x, ws, pool);
       src = ws;

@@ -40,7 +40,9 @@ struct SparseEpilogue {
 // cannot be dropped). Neither while the op runs. Kernel name: name_prefix + ["generated_"] + ISA.
 class SparseOp : public Op {
  public:
-  SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, int64_t row_len);
+  // column_classes: the code's lane masks per column class when it reads in place (GeneratedSpmm).
+  SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, int64_t row_len,
+           int column_classes = 1);
   SparseOp(const SparseOp&) = delete;  // the code points at w_
   SparseOp& operator=(const SparseOp&) = delete;
   const char* kernel_name() const override { return name_.c_str(); }
@@ -77,7 +79,9 @@ class SparseOp : public Op {
 //     channel rows start on cache lines (no phase split of the whole input, no crop).
 //   * stride 1 with a kernel that packs its tiles (the row kernels; generated code unless it
 //     reads in place): the spmm reads each output pixel's taps from the unpadded planes through
-//     an SpmmInputMap with implicit zero padding (its taps), no copy.
+//     an SpmmInputMap with implicit zero padding (its taps), no copy; generated code reading in
+//     place gets the planes with their padding rows (pad_rows: a contiguous copy per plane) and
+//     clips the taps to the rows itself.
 //   * otherwise the image is zero-padded and split into stride phases (pad_phase_split) into a
 //     workspace, and the spmm reads each output pixel's taps there through an SpmmInputMap
 //     (rows of OW pixels, Wh apart): exactly the output pixels are computed, straight into y.
@@ -88,6 +92,11 @@ class SparseOp : public Op {
 // inputs: x, [residual (like y)]; outputs: y, [workspace of workspace_floats()].
 class SparseConvOp : public SparseOp {
  public:
+  // How a KxK conv meets its zero padding: a padded (and, strided, phase-split) copy of the
+  // input per call; none, the kernel clipping every tap to the planes (stride 1, a kernel that
+  // packs); or a copy with only the padding rows, the kernel clipping taps to the rows
+  // (stride 1, generated code reading in place). 1x1 convs have none to meet.
+  enum class Padding { kCopy, kNone, kRows };
   SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
                float beta, Isa isa, bool has_residual, bool batch_major = false, bool generated = false);
   void run(const float* const* in, float* const* out, ThreadPool* pool) const override;
@@ -99,7 +108,7 @@ class SparseConvOp : public SparseOp {
   int OH_, OW_, Hh_ = 0, Wh_ = 0;  // Hh_ x Wh_: the phase planes (KxK path)
   int nb_;     // images per spmm call: N (batch_major) or 1 (NCHW: one call per image)
   bool direct_, subsample_;
-  bool implicit_pad_;  // stride-1 KxK conv whose kernel packs: reads the planes unpadded (no workspace)
+  Padding padding_;
   size_t ws_in_ = 0;
   int64_t Q_;
 };

@@ -250,29 +250,35 @@ def conv_reference(w4, x, pads, dil):
     (5, 7, 1, 6, 40, 3, (0, 0, 0, 0), 1),       # valid: no padding read at all
 ])
 def test_mapped_input_with_implicit_padding_is_a_conv(isa, sparsity, cin, cout, nb, H, W, R, pads, dil):
-    """taps=(...): the conv ops' stride-1 path with no padded copy. The input is the unpadded
+    """taps=(...): the conv ops' stride-1 paths with no padded copy. The input is the unpadded
     planes (C x nb x H x W), the offsets count from the padded window's corner, and every tap
-    whose pixel falls outside its plane reads 0, on every variant that packs; generated code
-    reading in place refuses it (it needs the padded input)."""
+    whose pixel falls outside its plane reads 0, on every variant that packs. Generated code
+    reading in place clips taps to the rows only: it refuses that map, and takes the planes
+    with their padding rows (pad_top 0 in the map), as the conv ops give it."""
     rng = np.random.default_rng(23)
     x = rand(rng, cin, nb, H, W)
     w4 = sparse_weights(rng, cout, cin * R * R, sparsity).reshape(cout, cin, R, R)
-    plane = nb * H * W
-    offs = np.array([c * plane + r * dil * W + s * dil for c in range(cin) for r in range(R) for s in range(R)],
-                    dtype=np.int64)
     OH, OW = H + pads[0] + pads[2] - dil * (R - 1), W + pads[1] + pads[3] - dil * (R - 1)
     Q = nb * OH * OW
     bias, res = rand(rng, cout), rand(rng, cout, Q)
-    sw = weights(np.ascontiguousarray(w4.reshape(cout, -1)), offs, isa)
-    kw = dict(bias=bias, residual=res, activation="relu", map=(OW, W, OH * OW, H * W),
-              taps=(R, R, H, W, pads[0], pads[1], dil, dil))
-    if isa.endswith("-in-place"):
-        with pytest.raises(ValueError, match="cannot take implicit padding"):
-            spmm(isa, sw, x.ravel(), Q, **kw)
-        return
-    got = spmm(isa, sw, x.ravel(), Q, **kw)
     conv = np.stack([conv_reference(w4, x[:, i], pads, dil) for i in range(nb)], axis=1).reshape(cout, Q)
-    assert_close(got, np.maximum(conv + bias[:, None] + res, 0), cin * R * R)
+    want = np.maximum(conv + bias[:, None] + res, 0)
+
+    def run(planes, rows, top):
+        offs = np.array([c * nb * rows * W + r * dil * W + s * dil
+                         for c in range(cin) for r in range(R) for s in range(R)], dtype=np.int64)
+        sw = weights(np.ascontiguousarray(w4.reshape(cout, -1)), offs, isa)
+        return spmm(isa, sw, planes.ravel(), Q, bias=bias, residual=res, activation="relu",
+                    map=(OW, W, OH * OW, rows * W), taps=(R, R, rows, W, top, pads[1], dil, dil))
+
+    if not isa.endswith("-in-place"):
+        assert_close(run(x, H, pads[0]), want, cin * R * R)
+    elif pads[0] > 0:
+        with pytest.raises(ValueError, match="implicit padding only along rows"):
+            run(x, H, pads[0])
+    with_rows = np.zeros((cin, nb, pads[0] + H + pads[2], W), np.float32)
+    with_rows[:, :, pads[0]:pads[0] + H] = x
+    assert_close(run(with_rows, pads[0] + H + pads[2], 0), want, cin * R * R)
 
 
 @pytest.mark.parametrize("isa", VARIANTS)

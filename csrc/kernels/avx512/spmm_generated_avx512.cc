@@ -50,7 +50,8 @@ constexpr size_t kPrefetchCodeBytes = size_t(1) << 20;
 // The few instructions the chunks use (EVEX encodings; zmm numbers 0-31). ABI: rdi = the input
 // slice (row k at 64 k bytes) or, direct, the vector's first input (row k at 4 col_off[k] bytes),
 // rsi = the block's accumulators (row r at 64 r bytes), rdx = the chunk's weights in code order,
-// ecx = direct: the vector's lanes.
+// rcx = direct: the vector's lane masks per column class (column k loads with mask k % classes,
+// from k1 on).
 struct Emitter {
   uint8_t* p;
   static uint8_t rbits(int a) { return uint8_t(((a & 8) ? 0 : 0x80) | ((a & 16) ? 0 : 0x10)); }
@@ -78,17 +79,17 @@ struct Emitter {
       put(&d, 4);
     }
   }
-  void lanes_from_ecx() {  // kmovw k1, ecx
-    const uint8_t b[] = {0xC5, 0xF8, 0x92, 0xC9};
+  void mask_from_rcx(int k, int i) {  // kmovw k_k, word [rcx + 2 i]
+    const uint8_t b[] = {0xC5, 0xF8, 0x90, uint8_t(0x40 | (k << 3) | 1), uint8_t(2 * i)};
     put(b, sizeof b);
   }
-  void load_x_at(int x, int32_t disp) {  // vmovups zmm_x{k1}{z}, [rdi + disp]
-    const uint8_t p0 = uint8_t(rbits(x) | 0x61);
+  void load_x_at(int x, int32_t disp, int k) {  // vmovups zmm_x{k_k}{z}, [rdi + disp]
+    const uint8_t p0 = uint8_t(rbits(x) | 0x61), p2 = uint8_t(0xC8 | k);
     if (disp % 64 == 0 && disp / 64 >= -128 && disp / 64 < 128) {  // disp8, scaled by the vector's 64 bytes
-      const uint8_t b[] = {0x62, p0, 0x7C, 0xC9, 0x10, uint8_t(0x40 | ((x & 7) << 3) | 7), uint8_t(int8_t(disp / 64))};
+      const uint8_t b[] = {0x62, p0, 0x7C, p2, 0x10, uint8_t(0x40 | ((x & 7) << 3) | 7), uint8_t(int8_t(disp / 64))};
       put(b, sizeof b);
     } else {
-      const uint8_t b[] = {0x62, p0, 0x7C, 0xC9, 0x10, uint8_t(0x80 | ((x & 7) << 3) | 7)};
+      const uint8_t b[] = {0x62, p0, 0x7C, p2, 0x10, uint8_t(0x80 | ((x & 7) << 3) | 7)};
       put(b, sizeof b);
       put(&disp, 4);
     }
@@ -110,7 +111,8 @@ struct Emitter {
   }
 };
 
-using Chunk = void (*)(const float* x, float* acc, const float* w, uint32_t lanes);
+// masks: direct code's lane masks per column class (kSpmmMaxColumnClasses), else unused.
+using Chunk = void (*)(const float* x, float* acc, const float* w, const uint16_t* masks);
 
 // The first `lanes` (1-16) lanes of a vector.
 inline __mmask16 lanes_mask(int lanes) { return static_cast<__mmask16>((1u << lanes) - 1); }
@@ -190,6 +192,7 @@ class GeneratedCode {
   // cut in every panel).
   std::vector<uint32_t> group_start;
   bool direct = false;  // the chunks read the input in place (see the top of this file)
+  int classes = 1;      // direct: column k loads under lane mask class k % classes
   // Direct code over an input past L2 (kPrefetchInputBytes): the distinct 16-float lines of
   // input a vector reads (col_off rounded down), prefetched for the next tile while one runs.
   // A 3x3 conv's vector reads ~3 x channels lines of rows far apart, more streams than the
@@ -204,14 +207,14 @@ class GeneratedCode {
 };
 
 // Emits every chunk of W into `jc` (direct: reading the input in place).
-static void generate_chunks(const SparseWeights& W, GeneratedCode& jc, bool direct) {
+static void generate_chunks(const SparseWeights& W, GeneratedCode& jc, bool direct, int classes) {
   const int32_t* col_off = W.col_off();
   const int M = W.M(), P = W.panels(), pk = W.panel_k();
   jc.blocks = (M + kRowBlock - 1) / kRowBlock;
   const size_t chunks = size_t(P) * jc.blocks, nnz = W.nnz();
   // Bound: per nonzero an FMA (7 B) and at most one input load (10 B), per 128 weights a bump,
-  // per chunk the lanes mask, the accumulators in (or zeroed) and out and a ret.
-  const size_t bound = nnz * 17 + (nnz / 128 + chunks) * 7 + chunks * (4 + 2 * 7 * kRowBlock + 1);
+  // per chunk the lane masks, the accumulators in (or zeroed) and out and a ret.
+  const size_t bound = nnz * 17 + (nnz / 128 + chunks) * 7 + chunks * (5 * classes + 2 * 7 * kRowBlock + 1);
   if (bound > (size_t(1) << 32)) throw std::invalid_argument("spmm (generated): the weights need more than 4 GiB of code");
   uint8_t* base = jc.allocate(bound + 8);
   Emitter e{base};
@@ -255,14 +258,15 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc, bool dire
           row_of[j] = static_cast<uint8_t>(r);
           val_of[j] = values[i];
         }
-      if (direct) e.lanes_from_ecx();
+      if (direct)
+        for (int i = 0; i < classes; ++i) e.mask_from_rcx(1 + i, i);
       for (int r = 0; r < rows; ++r) p == 0 ? e.zero(r) : e.acc_move(r, r, false);
       int xi = 0, idx = 0;
       for (int k = 0; k < kn; ++k) {
         if (start[k] == start[k + 1]) continue;
         const int xs = xi++ % kXRegs;
         if (direct)
-          e.load_x_at(32 - kXRegs + xs, int32_t(4 * int64_t(col_off[k0 + k])));
+          e.load_x_at(32 - kXRegs + xs, int32_t(4 * int64_t(col_off[k0 + k])), 1 + (k0 + k) % classes);
         else
           e.load_x(32 - kXRegs + xs, k);
         for (int32_t j = start[k]; j < start[k + 1]; ++j) {
@@ -363,8 +367,8 @@ struct NoStep {
 };
 template <class Prepare, class Step = NoStep>
 void run_tile(const GeneratedCode& jc, const SpmmArgs& a, int M, int nv, const float* const* x, const int64_t* q,
-              const int* lanes, uint32_t b0, uint32_t b1, float* acc, const Prepare& prepare,
-              const Step& step = Step()) {
+              const int* lanes, const uint16_t (*masks)[kSpmmMaxColumnClasses], uint32_t b0, uint32_t b1, float* acc,
+              const Prepare& prepare, const Step& step = Step()) {
   const int P = a.panels;
   const int64_t mpad = int64_t(jc.blocks) * kRowBlock;
   const uint8_t* code = jc.data();
@@ -384,14 +388,13 @@ void run_tile(const GeneratedCode& jc, const SpmmArgs& a, int M, int nv, const f
                          size_t(pn) * jc.blocks + std::min(groups[gn + 1], b1), size_t(nv) * (g1 - g0));
       }
       for (int v = 0; v < nv; ++v) {
-        const uint32_t lane_mask = lanes_mask(lanes[v]);
         float* acc_v = acc + v * mpad * 16;
         for (uint32_t b = g0; b < g1; ++b) {
           const size_t c = size_t(p) * jc.blocks + b;
           float* acc_b = acc_v + int64_t(b) * kRowBlock * 16;
           step();
           ahead.step();
-          reinterpret_cast<Chunk>(code + jc.code_off[c])(x[v], acc_b, jc.vals.data() + jc.val_off[c], lane_mask);
+          reinterpret_cast<Chunk>(code + jc.code_off[c])(x[v], acc_b, jc.vals.data() + jc.val_off[c], masks[v]);
           if (p + 1 == P)
             epilogue(a, acc_b, int(b) * kRowBlock, std::min(kRowBlock, M - int(b) * kRowBlock), q[v], lanes[v]);
         }
@@ -416,7 +419,8 @@ void run_packed(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs&
       q[v] = q0 + 16 * v;
       lanes[v] = std::min(16, w - 16 * v);
     }
-    run_tile(jc, a, W.M(), nv, x, q, lanes, b0, b1, acc, [&](int p) {
+    static const uint16_t unused[kTileVectors][kSpmmMaxColumnClasses] = {};  // packed code reads no masks
+    run_tile(jc, a, W.M(), nv, x, q, lanes, unused, b0, b1, acc, [&](int p) {
       pack_slices(a, q0, w, p * pk, std::min(W.K(), (p + 1) * pk), pack, pk);
     });
   }
@@ -443,12 +447,30 @@ struct DirectVectors {
   }
 };
 
+// Vector i's lane masks per column class (column k: class k % classes): its lanes, and with the
+// map's implicit padding (horizontal only: see GeneratedSpmm::run) those whose pixel, shifted by
+// the class's tap column, lies in the row.
+void direct_masks(const GeneratedCode& jc, const SpmmInputMap& map, const DirectVectors& dv, int64_t i, int lanes,
+                  uint16_t* masks) {
+  const int64_t c0 = (i % dv.per_row) * 16;  // the vector's first column in its row
+  for (int s = 0; s < jc.classes; ++s) {
+    int l0 = 0, l1 = lanes;
+    if (map.taps() > 0) {  // lanes l with 0 <= c0 + l + s * dil_w - pad_left < in_w
+      const int64_t x = c0 + int64_t(s) * map.dil_w - map.pad_left;
+      l0 = static_cast<int>(std::clamp<int64_t>(-x, 0, lanes));
+      l1 = static_cast<int>(std::clamp<int64_t>(map.in_w - x, l0, lanes));
+    }
+    masks[s] = static_cast<uint16_t>(lanes_mask(l1) & ~lanes_mask(l0));
+  }
+}
+
 // Direct code over vectors [v0, v1): tiles of kTileVectors of them.
 void run_direct(const GeneratedCode& jc, const SpmmArgs& a, int M, const DirectVectors& dv, int64_t v0, int64_t v1,
                 uint32_t b0, uint32_t b1, float* acc) {
   const float* x[kTileVectors];
   int64_t q[kTileVectors], src;
   int lanes[kTileVectors];
+  uint16_t masks[kTileVectors][kSpmmMaxColumnClasses] = {};
   const int32_t* runs = jc.input_runs.data();
   const int64_t nruns = int64_t(jc.input_runs.size());
   const int64_t calls = int64_t(a.panels) * kTileVectors * (b1 - b0);
@@ -457,6 +479,7 @@ void run_direct(const GeneratedCode& jc, const SpmmArgs& a, int M, const DirectV
     for (int v = 0; v < nv; ++v) {
       dv.at(t + v, q[v], src, lanes[v]);
       x[v] = a.in + src;
+      direct_masks(jc, a.map, dv, t + v, lanes[v], masks[v]);
     }
     // The next tile's input lines, a slice before each chunk (see GeneratedCode::input_runs).
     const int nn = nruns ? static_cast<int>(std::clamp<int64_t>(v1 - t - kTileVectors, 0, kTileVectors)) : 0;
@@ -471,7 +494,7 @@ void run_direct(const GeneratedCode& jc, const SpmmArgs& a, int M, const DirectV
     const int64_t per_call = (nruns * nn + calls - 1) / calls;
     int64_t r = 0;
     int v = 0;
-    run_tile(jc, a, M, nv, x, q, lanes, b0, b1, acc, [](int) {}, [&] {
+    run_tile(jc, a, M, nv, x, q, lanes, masks, b0, b1, acc, [](int) {}, [&] {
       for (int64_t j = 0; j < per_call && r < nruns; ++j) {
         _mm_prefetch(reinterpret_cast<const char*>(xn[v] + runs[r]), _MM_HINT_T0);
         if (++v == nn) v = 0, ++r;
@@ -487,15 +510,19 @@ bool GeneratedSpmm::can_read_in_place(const SparseWeights& W) {
   return W.max_col_offset() <= (int64_t(INT32_MAX) - 64) / 4;
 }
 
-GeneratedSpmm::GeneratedSpmm(const SparseWeights& W, bool in_place)
+GeneratedSpmm::GeneratedSpmm(const SparseWeights& W, bool in_place, int column_classes)
     : W_(W), code_(std::make_unique<GeneratedCode>()) {
+  if (column_classes < 1 || column_classes > kSpmmMaxColumnClasses)
+    throw std::invalid_argument("spmm (generated): column_classes must be in [1, " +
+                                std::to_string(kSpmmMaxColumnClasses) + "], got " + std::to_string(column_classes));
   if (in_place && !can_read_in_place(W))
     throw std::invalid_argument("spmm (generated): input offsets past 2 GiB cannot be read in place");
   if (W.isa() != Isa::kAvx512)
     throw std::invalid_argument(std::string("spmm (generated): the weights are compressed for ") + isa_name(W.isa()) +
                                 ", expected avx512");
   if (W.released()) throw std::invalid_argument("spmm (generated): the weights' nonzeros were released");
-  if (W.K() > 0 && W.M() > 0) generate_chunks(W, *code_, in_place);
+  code_->classes = in_place ? column_classes : 1;
+  if (W.K() > 0 && W.M() > 0) generate_chunks(W, *code_, in_place, code_->classes);
   code_->direct = in_place;
   if (in_place && W.max_col_offset() * int64_t(sizeof(float)) > kPrefetchInputBytes) {
     std::vector<int32_t>& r = code_->input_runs;
@@ -518,9 +545,13 @@ void GeneratedSpmm::run(const float* in, int64_t Q, float* out, int64_t ldo, con
                          const SpmmInputMap* map) const {
   const SparseWeights& W = W_;
   if (map) check_map(*map, W, "spmm (generated)");
-  if (map && map->taps() > 0 && code_->direct)
-    throw std::invalid_argument("spmm (generated): code reading in place cannot take implicit padding (the map's "
-                                "taps); it needs the padded input");
+  if (map && map->taps() > 0 && code_->direct &&
+      (map->taps_w != code_->classes || map->pad_top != 0 ||
+       map->img_len / map->row_len + int64_t(map->taps_h - 1) * map->dil_h > map->in_h))
+    throw std::invalid_argument(
+        "spmm (generated): code reading in place takes implicit padding only along rows (the map's taps_w equal "
+        "to the code's column classes, " + std::to_string(code_->classes) +
+        ", and every tap's row inside the planes: pad_top 0, the padding rows in the input)");
   if (Q <= 0 || W.M() <= 0) return;
   SpmmArgs base{};
   base.col_off = W.col_off();
