@@ -11,6 +11,7 @@ import sparseinfer
 from sparseinfer import _core
 from sparseinfer.compiler import kernel_choice
 
+from ..kernels.plan_op import run_op
 from .conftest import f32, make_model, ort_run, pruned
 
 
@@ -155,6 +156,27 @@ def test_generated_code_reads_in_place_where_it_pays(k, c, hw, kernel, in_place)
     if kernel == 3:
         assert rows.workspace_floats == 0
         assert op.workspace_floats == (c * (hw + 2) * hw if in_place else 0)
+
+
+@pytest.mark.skipif(_core.best_isa() != "avx512", reason="generated code is AVX-512 only")
+@pytest.mark.parametrize("hw", [16, 6])  # code reading in place (the padding rows copied), packed code (none)
+def test_convs_stay_exact_when_their_code_is_dropped(hw):
+    """A conv built for its generated code keeps that code's way of meeting the padding when the
+    weight budget drops the code: the compressed kernel then reads the same input."""
+    rng = np.random.default_rng(12)
+    w = pruned(rng, (24, 8, 3, 3), 0.8)
+    bias = rng.standard_normal(24).astype(np.float32)
+    x = rng.standard_normal((1, 8, hw, hw)).astype(np.float32)
+    op = _core.SparseConvOp(w, bias, [1, 1], [1, 1, 1, 1], [1, 1], [1, 8, hw, hw], "relu", 0.0, 0.0, "avx512",
+                            False, False, True)
+    assert op.generated_in_place == (hw == 16)
+    outs = [((1, 24, hw, hw), np.float32)] + ([((op.workspace_floats,), np.float32)] if op.workspace_floats else [])
+    want = np.maximum(ort_run(make_model([helper.make_node("Conv", ["x", "W", "B"], ["y"], pads=[1, 1, 1, 1])],
+                                         [f32("x", [1, 8, hw, hw])], [f32("y", [1, 24, hw, hw])],
+                                         {"W": w, "B": bias}), {"x": x})[0], 0)
+    np.testing.assert_allclose(run_op(op, [x], outs)[0], want, rtol=1e-4, atol=1e-4)
+    op.drop_generated()
+    np.testing.assert_allclose(run_op(op, [x], outs)[0], want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("active_isa", ISAS, indirect=True)
