@@ -6,7 +6,6 @@
 #include <nanobind/stl/vector.h>
 
 #include <chrono>
-#include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -231,27 +230,23 @@ void bind_spmm(nb::module_& m) {
         } else if (map_opt) {
           sw = pw.w;
           const auto [row_len, row_stride, img_len, img_stride] = *map_opt;
-          if (row_len < 1 || img_len < row_len || img_len % row_len != 0)
-            fail("map (row_len, row_stride, img_len, img_stride) needs row_len >= 1 and img_len a multiple of "
-                 "row_len, got (" + std::to_string(row_len) + ", " + std::to_string(row_stride) + ", " +
-                 std::to_string(img_len) + ", " + std::to_string(img_stride) + ")");
+          map = {row_len, row_stride, img_len, img_stride};
+          if (taps_opt)
+            std::tie(map.taps_h, map.taps_w, map.in_h, map.in_w, map.pad_top, map.pad_left, map.dil_h, map.dil_w) =
+                *taps_opt;
+          check_map(map, *sw, "spmm");
           // (With implicit padding an output row may be wider than an input row: its reads are clipped.)
           if (!taps_opt && (row_stride < row_len || img_stride < (img_len / row_len - 1) * row_stride + row_len))
             fail("map: rows must not overlap (row_stride >= row_len) nor images (img_stride >= (img_len / row_len "
                  "- 1) * row_stride + row_len)");
-          map = {row_len, row_stride, img_len, img_stride};
           if (taps_opt) {
-            std::tie(map.taps_h, map.taps_w, map.in_h, map.in_w, map.pad_top, map.pad_left, map.dil_h, map.dil_w) =
-                *taps_opt;
-            check_map(map, *sw, "spmm");
             if (map.taps_h < 1) fail("taps needs taps_h and taps_w >= 1 (omit it for no implicit padding)");
             // Column k reads its plane (col_offset minus the tap's place in the padded window, from
             // the input's start) at rows [0, in_h) x columns [0, in_w) of each image.
             const int64_t images = (Q + img_len - 1) / img_len, reach = (images - 1) * img_stride + int64_t(map.in_h) * map.in_w;
             const int32_t* off = sw->col_off();
             for (int k = 0; k < K && Q > 0; ++k) {
-              const int64_t base = off[k] - (int64_t(k / map.taps_w % map.taps_h) * map.dil_h * map.in_w +
-                                             int64_t(k % map.taps_w) * map.dil_w);
+              const int64_t base = off[k] - (map.tap_dy(k) * map.in_w + map.tap_dx(k));
               if (base < 0 || base + reach > size)
                 fail("taps: column " + std::to_string(k) + "'s plane (col_offset " + std::to_string(off[k]) +
                      " less its tap's offset) spans [" + std::to_string(base) + ", " + std::to_string(base + reach) +
@@ -322,8 +317,7 @@ void bind_spmm(nb::module_& m) {
         }
         ThreadPool* pool = pool_for(num_threads);
         // With implicit padding the offsets count from the padded window's corner (SpmmInputMap).
-        const float* in = reinterpret_cast<const float*>(
-            reinterpret_cast<uintptr_t>(input.data()) - (size_t(map.pad_top) * map.in_w + map.pad_left) * sizeof(float));
+        const float* in = map.corner(static_cast<const float*>(input.data()));
         if (in_place && !generated) fail("in_place=True needs generated=True");
         // In place with taps: lane masks per tap column (GeneratedSpmm's column classes).
         const int classes = in_place && taps_opt ? std::max(1, map.taps_w) : 1;

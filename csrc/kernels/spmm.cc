@@ -136,7 +136,9 @@ SparseWeights SparseWeights::scaled_offsets(int64_t factor) const {
 
 void check_map(const SpmmInputMap& map, const SparseWeights& W, const char* who) {
   if (map.row_len < 1 || map.img_len < map.row_len || map.img_len % map.row_len != 0)
-    throw std::invalid_argument(std::string(who) + ": an input map needs row_len >= 1 and img_len a multiple of row_len");
+    throw std::invalid_argument(std::string(who) + ": an input map needs row_len >= 1 and img_len a multiple of row_len, got (" +
+                                std::to_string(map.row_len) + ", " + std::to_string(map.row_stride) + ", " +
+                                std::to_string(map.img_len) + ", " + std::to_string(map.img_stride) + ")");
   if (map.taps_h < 0 || map.taps_w < 0 || (map.taps_h > 0) != (map.taps_w > 0))
     throw std::invalid_argument(std::string(who) + ": implicit padding needs taps_h and taps_w both > 0 (or both 0)");
   if (map.taps() > 0 && (W.K() % map.taps() != 0 || map.in_h < 1 || map.in_w < 1 || map.row_stride != map.in_w ||

@@ -158,6 +158,15 @@ struct SpmmInputMap {
   int64_t row_len, row_stride, img_len, img_stride;
   int taps_h = 0, taps_w = 0, in_h = 0, in_w = 0, pad_top = 0, pad_left = 0, dil_h = 1, dil_w = 1;
   int taps() const { return taps_h * taps_w; }
+  // Weight column k's tap: its rows and columns from the padded window's corner.
+  int64_t tap_dy(int k) const { return int64_t(k / taps_w % taps_h) * dil_h; }
+  int64_t tap_dx(int k) const { return int64_t(k % taps_w) * dil_w; }
+  // The pointer the offsets count from: the padded window's corner, pad_top rows and pad_left
+  // columns before `planes` (`planes` itself without implicit padding).
+  const float* corner(const float* planes) const {
+    return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(planes) -
+                                          (size_t(pad_top) * in_w + pad_left) * sizeof(float));
+  }
 };
 
 // out[m * ldo + q] = act(sum_k W[m][k] * in[col_offsets[k] + src(q)] + bias[m] + residual[m * ldo + q])
@@ -277,8 +286,8 @@ template <int VW, class F>
 inline void spmm_run_pieces(const SpmmInputMap& m, const SpmmRun& run, int tap, const F& f) {
   int64_t c0 = run.j0, c1 = run.j1;  // the positions whose tap lies in the plane
   if (tap >= 0) {
-    const int64_t y = run.row + int64_t(tap / m.taps_w % m.taps_h) * m.dil_h - m.pad_top;
-    const int64_t x = run.col + int64_t(tap % m.taps_w) * m.dil_w - m.pad_left;  // the run's first pixel
+    const int64_t y = run.row + m.tap_dy(tap) - m.pad_top;
+    const int64_t x = run.col + m.tap_dx(tap) - m.pad_left;  // the run's first pixel
     if (y < 0 || y >= m.in_h) return;
     c0 = run.j0 + (x < 0 ? -x : 0);
     c1 = run.j1 - (x + (run.j1 - run.j0) > m.in_w ? x + (run.j1 - run.j0) - m.in_w : 0);
@@ -341,8 +350,8 @@ inline SpmmPieceLists<Piece> spmm_piece_lists(const SpmmArgs& a, int64_t q, int 
 inline bool spmm_tap_inside(const SpmmInputMap& m, int64_t q, int k) {
   if (m.taps_h == 0) return true;
   const int64_t in_img = q % m.img_len;
-  const int64_t y = in_img / m.row_len + int64_t(k / m.taps_w % m.taps_h) * m.dil_h - m.pad_top;
-  const int64_t x = in_img % m.row_len + int64_t(k % m.taps_w) * m.dil_w - m.pad_left;
+  const int64_t y = in_img / m.row_len + m.tap_dy(k) - m.pad_top;
+  const int64_t x = in_img % m.row_len + m.tap_dx(k) - m.pad_left;
   return y >= 0 && y < m.in_h && x >= 0 && x < m.in_w;
 }
 

@@ -5,7 +5,6 @@
 #endif
 
 #include <algorithm>
-#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -320,8 +319,7 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
       }
       // The offsets count from the padded window's corner, before the planes; only reads the
       // kernel clips away would land there (SpmmInputMap).
-      src = reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(x) -
-                                           (size_t(top) * p_.W + p_.pad_left) * sizeof(float));
+      src = map.corner(x);
     } else if (subsample_) {
       subsample(x, ws, pool);
       src = ws;
