@@ -38,8 +38,9 @@ int64_t subsample_stride(const ConvParams& p, int nb) {
 // Whether a conv's generated code reads its input in place rather than a packed copy per tile
 // (spmm.h, GeneratedSpmm): where that measured faster on Zen 4 (resnet50 and VGG-16 layers in the
 // model, one core): at most 128 output channels, so that few row blocks share each tile's copy
-// (1.1-1.35x; with 512-1024, 0.8x), and rows of the map (in place a vector never crosses one) that
-// fill at least 7/8 of their vectors' lanes (7-pixel rows fill 7 of 16: 0.75x).
+// (1.1-1.35x; with 512-1024, 0.8x), and rows of the map that fill at least 7/8 of their vectors'
+// lanes (measured when in place vectors were cut at every row: 7-pixel rows filled 7 of 16, 0.75x;
+// vectors now run over whole images where they can, see DirectVectors).
 bool in_place_pays(int M, int64_t row_len) {
   return M <= 128 && row_len > 0 && row_len * 8 >= (row_len + 15) / 16 * 16 * 7;
 }
