@@ -466,15 +466,18 @@ void direct_masks(const GeneratedCode& jc, const SpmmInputMap& map, const Direct
     std::fill(masks, masks + jc.classes, static_cast<uint16_t>(lanes_mask(lanes)));
     return;
   }
-  const int64_t p0 = dv.start(i);
+  const int64_t c0 = dv.start(i) % map.row_len;  // the vector's first column in its row
   for (int s = 0; s < jc.classes; ++s) {
+    // Row by row over the vector's lanes: lanes l0 + j (j < n, the row's columns c + j) whose
+    // column shifted by the tap, c + j + shift, lies in [0, in_w).
     const int64_t shift = int64_t(s) * map.dil_w - map.pad_left;
-    uint16_t m = 0;
-    for (int l = 0; l < lanes; ++l) {  // lane l's column, shifted, inside [0, in_w)
-      const int64_t x = (p0 + l) % map.row_len + shift;
-      if (x >= 0 && x < map.in_w) m = static_cast<uint16_t>(m | (1u << l));
+    uint32_t m = 0;
+    for (int64_t l0 = 0, c = c0; l0 < lanes; l0 += map.row_len - c, c = 0) {
+      const int64_t n = std::min<int64_t>(lanes - l0, map.row_len - c);
+      const int64_t j0 = std::clamp<int64_t>(-shift - c, 0, n), j1 = std::clamp<int64_t>(map.in_w - shift - c, j0, n);
+      m |= (lanes_mask(static_cast<int>(j1)) & ~lanes_mask(static_cast<int>(j0))) << l0;
     }
-    masks[s] = m;
+    masks[s] = static_cast<uint16_t>(m);
   }
 }
 
