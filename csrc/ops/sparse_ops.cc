@@ -35,14 +35,27 @@ int64_t subsample_stride(const ConvParams& p, int nb) {
   return (q + 15) / 16 * 16;
 }
 
-// Whether a conv's generated code reads its input in place rather than a packed copy per tile
-// (spmm.h, GeneratedSpmm): where that measured faster on Zen 4 (resnet50 and VGG-16 layers in the
-// model, one core): at most 128 output channels, so that few row blocks share each tile's copy
-// (1.1-1.35x; with 512-1024, 0.8x), and rows of the map that fill at least 7/8 of their vectors'
-// lanes (measured when in place vectors were cut at every row: 7-pixel rows filled 7 of 16, 0.75x;
-// vectors now run over whole images where they can, see DirectVectors).
-bool in_place_pays(int M, int64_t row_len) {
-  return M <= 128 && row_len > 0 && row_len * 8 >= (row_len + 15) / 16 * 16 * 7;
+// The positions a conv's in-place vectors run over (DirectVectors) and whether its generated
+// code then reads its input in place rather than a packed copy per tile (spmm.h, GeneratedSpmm):
+// where that measured faster on Zen 4 (resnet50 and VGG-16 layers, one core, and whole models at
+// batch 64 on 2 cores). The run: a 1x1 conv's planes; a stride-1 KxK conv as wide as its input
+// (its planes with their padding rows: rows follow each other, the vectors run over whole
+// images); else a row of the map. At most 128 output channels, so that few row blocks share each
+// tile's copy (1.1-1.35x; with 512-1024, 0.8x), and up to 512 for the same-size KxK convs, whose
+// copy packs every tap (vgg16-pruned90 batch 64 on 2 cores: 256 channels in place +2.1%, 512
+// +2.4% more, +4.2% in all, resnet50-pruned90 +2.2%; before their vectors ran over whole images,
+// 0.96-0.98x and 0.83-0.90x per layer); and runs that fill at least 7/8 of their vectors' lanes
+// (7-pixel rows filled 7 of 16: 0.75x; 7x7 images fill 49 of 64).
+struct InPlaceRun {
+  int64_t len;  // positions
+  int max_m;    // output channels
+  bool pays(int M) const { return M <= max_m && len > 0 && len * 8 >= (len + 15) / 16 * 16 * 7; }
+};
+
+InPlaceRun in_place_run(const ConvParams& p, bool batch_major, bool with_padding_rows) {
+  if (is_direct(p) || is_subsample(p)) return {int64_t(batch_major ? p.N : 1) * p.OH() * p.OW(), 128};
+  if (with_padding_rows && p.OW() == p.W) return {int64_t(p.OH()) * p.OW(), 512};
+  return {p.OW(), 128};
 }
 
 // How a KxK conv's kernel meets its zero padding (SparseConvOp::Padding): a stride-1 conv over
@@ -56,8 +69,15 @@ SparseConvOp::Padding conv_padding(const ConvParams& p, bool batch_major, bool g
   const int64_t positions = int64_t(batch_major ? p.N : 1) * p.OH() * p.OW();
   if (is_direct(p) || is_subsample(p) || p.stride_h != 1 || p.stride_w != 1 || positions <= 1)
     return SparseConvOp::Padding::kCopy;
-  if (!(generated && in_place_pays(p.K, p.OW()))) return SparseConvOp::Padding::kNone;
-  return p.S <= kSpmmMaxColumnClasses ? SparseConvOp::Padding::kRows : SparseConvOp::Padding::kCopy;
+  const bool rows = p.S <= kSpmmMaxColumnClasses;  // taps clipped to the rows by the lane masks
+  if (!(generated && in_place_run(p, batch_major, rows).pays(p.K))) return SparseConvOp::Padding::kNone;
+  return rows ? SparseConvOp::Padding::kRows : SparseConvOp::Padding::kCopy;
+}
+
+// Whether a conv's generated code reads in place (see in_place_run), given its padding.
+bool conv_in_place(const ConvParams& p, bool batch_major, SparseConvOp::Padding padding) {
+  return padding != SparseConvOp::Padding::kNone &&
+         in_place_run(p, batch_major, padding == SparseConvOp::Padding::kRows).pays(p.K);
 }
 
 // One input offset per weight column (c, r, s) in OIHW order, relative to the planes of one
@@ -208,14 +228,14 @@ SparseWeights linear_weights(const float* w, int K, int N, int64_t T, Isa isa) {
 
 }  // namespace
 
-SparseOp::SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, int64_t row_len,
+SparseOp::SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, bool in_place,
                    int column_classes)
     : ep_(std::move(ep)), w_(std::move(w)), prefix_(std::move(name_prefix)) {
   if (generated) {
     if (w_.isa() != Isa::kAvx512)
       throw std::invalid_argument(prefix_ + "*: generated code needs avx512, got " + isa_name(w_.isa()));
     program_ = std::make_unique<GeneratedSpmm>(
-        w_, in_place_pays(w_.M(), row_len) && GeneratedSpmm::can_read_in_place(w_), column_classes);
+        w_, in_place && GeneratedSpmm::can_read_in_place(w_), column_classes);
   }
   name_ = name_for(generated);
 }
@@ -269,11 +289,7 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
                            float beta, Isa isa, bool has_residual, bool batch_major, bool generated)
     : SparseOp(conv_name_prefix(p), sparse_epilogue(bias, p.K, act, alpha, beta, has_residual),
                conv_weights(p, weight, isa, batch_major, conv_padding(p, batch_major, generated)), generated,
-               // the code's input rows: a 1x1 conv's planes are one run, a KxK conv's map has rows of
-               // OW (with no padded copy at all: 0, the code packs)
-               is_direct(p) || is_subsample(p) ? int64_t(batch_major ? p.N : 1) * p.OH() * p.OW()
-               : conv_padding(p, batch_major, generated) == Padding::kNone ? 0
-                                                                           : p.OW(),
+               conv_in_place(p, batch_major, conv_padding(p, batch_major, generated)),
                // the code's lane masks per tap column (in place, implicit padding along rows)
                conv_padding(p, batch_major, generated) == Padding::kRows ? p.S : 1),
       p_(p),
@@ -361,7 +377,7 @@ SparseLinearOp::SparseLinearOp(int64_t T, const float* weight, int K, int N, con
     // The code reads packed copies: the [K x T] rows of a few hundred tokens are strided by a
     // power of two or near one, which in place piles a vector's loads into few L1 sets.
     : SparseOp("spmm_linear_", sparse_epilogue(bias, N, act, alpha, beta, has_residual),
-               linear_weights(weight, K, N, T, isa), generated, 0),
+               linear_weights(weight, K, N, T, isa), generated, /*in_place=*/false),
       T_(T),
       K_(K),
       N_(N),

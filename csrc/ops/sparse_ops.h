@@ -33,15 +33,14 @@ struct SparseEpilogue {
 
 // What both sparse ops share: their weights, compressed (the row kernels) and, generated
 // (AVX-512 only), as code generated for them (GeneratedSpmm), which the spmm then runs: faster
-// on most layers at the price of its memory. The code reads its input in place where that pays
-// (the input's rows of row_len positions; in_place_pays in sparse_ops.cc; row_len 0: never),
-// else packed copies. drop_generated() gives the code up (the row kernel runs from then on);
+// on most layers at the price of its memory. The code reads its input in place where the caller
+// says that pays (in_place; for convs in_place_run in sparse_ops.cc), else packed copies. drop_generated() gives the code up (the row kernel runs from then on);
 // release_compressed() keeps it and frees the compressed nonzeros it was made from (then it
 // cannot be dropped). Neither while the op runs. Kernel name: name_prefix + ["generated_"] + ISA.
 class SparseOp : public Op {
  public:
   // column_classes: the code's lane masks per column class when it reads in place (GeneratedSpmm).
-  SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, int64_t row_len,
+  SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, bool in_place,
            int column_classes = 1);
   SparseOp(const SparseOp&) = delete;  // the code points at w_
   SparseOp& operator=(const SparseOp&) = delete;

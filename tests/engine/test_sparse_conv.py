@@ -139,8 +139,11 @@ def test_generated_code_memory_is_counted_and_can_be_dropped():
 @pytest.mark.parametrize("k,c,hw,kernel,in_place", [
     (64, 64, 56, 3, True),     # resnet50 layer1 3x3: few output channels, 56-pixel rows
     (128, 512, 28, 1, True),   # a 1x1 reduce: its planes are one run
-    (256, 256, 56, 3, False),  # many output channels share each packed tile
-    (64, 64, 7, 3, False),     # 7-pixel rows would fill 7 of 16 lanes
+    (256, 512, 28, 1, False),  # many output channels share each packed tile of a 1x1 conv
+    (256, 256, 56, 3, True),   # a same-size 3x3 conv: its copy packs every tap; vectors over whole images
+    (512, 64, 14, 3, True),
+    (640, 64, 14, 3, False),   # past 512 output channels it packs
+    (64, 64, 7, 3, False),     # 7x7 images fill 49 of 64 lanes
 ])
 def test_generated_code_reads_in_place_where_it_pays(k, c, hw, kernel, in_place):
     w = pruned(np.random.default_rng(9), (k, c, kernel, kernel), 0.9)
