@@ -186,9 +186,10 @@ void check_map(const SpmmInputMap& map, const SparseWeights& W, const char* who)
 // input vector loaded once per column of a row block instead of once per nonzero). The code
 // either reads a packed copy of each tile (one 16-position slice per vector) or, in_place, the
 // input where it is (each column's offset in the load; vectors cut at the map's rows, or at its
-// images where rows follow each other in the input as in the output, their last lanes masked): then the input must be laid out as W's col_offsets said (a conv's planes), and
-// every col_offset must fit a 32-bit byte displacement (can_read_in_place). GeneratedSpmm
-// generates the code of one SparseWeights (compressed for avx512) once; W must outlive it.
+// images where rows follow each other in the input as in the output, their last lanes masked):
+// then the input must be laid out as W's col_offsets said (a conv's planes), and every col_offset
+// must fit a 32-bit byte displacement (can_read_in_place). GeneratedSpmm generates the code of
+// one SparseWeights (compressed for avx512) once; W must outlive it.
 // bytes(): its memory (code, the weights in code order, chunk tables).
 // In place, the code can also clip a conv's taps to its rows (implicit padding along rows, the
 // map's taps with pad_top 0 and the padding rows in the input): column k then loads under the

@@ -34,7 +34,8 @@ struct SparseEpilogue {
 // What both sparse ops share: their weights, compressed (the row kernels) and, generated
 // (AVX-512 only), as code generated for them (GeneratedSpmm), which the spmm then runs: faster
 // on most layers at the price of its memory. The code reads its input in place where the caller
-// says that pays (in_place; for convs in_place_run in sparse_ops.cc), else packed copies. drop_generated() gives the code up (the row kernel runs from then on);
+// says that pays (in_place; for convs in_place_run in sparse_ops.cc), else packed copies.
+// drop_generated() gives the code up (the row kernel runs from then on);
 // release_compressed() keeps it and frees the compressed nonzeros it was made from (then it
 // cannot be dropped). Neither while the op runs. Kernel name: name_prefix + ["generated_"] + ISA.
 class SparseOp : public Op {

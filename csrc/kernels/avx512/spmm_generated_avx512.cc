@@ -10,10 +10,11 @@
 // stays in L1 while every row block of the panel runs over it. Direct code reads the input where
 // it is: each column's load carries the column's offset (col_off[k], known when the code is made)
 // as its displacement from the vector's first input, masked to the vector's lanes (a vector's
-// inputs are one contiguous run: DirectVectors). Copying took 30-45% of a layer whose columns feed few rows (a 3x3
-// conv of 64 channels, a 1x1 conv to 64) and it is the only thing direct code saves: it is what
-// the conv ops run. Accumulators go to a per-thread block between panels; after the last panel
-// each row block's epilogue runs right after its chunk, while its sums are in L1.
+// inputs are one contiguous run: DirectVectors). Copying took 30-45% of a layer whose columns
+// feed few rows (a 3x3 conv of 64 channels, a 1x1 conv to 64) and it is the only thing direct
+// code saves: it is what the conv ops run. Accumulators go to a per-thread block between
+// panels; after the last panel each row block's epilogue runs right after its chunk, while its
+// sums are in L1.
 #include <immintrin.h>
 #include <sys/mman.h>
 
@@ -430,8 +431,8 @@ void run_packed(const SparseWeights& W, const GeneratedCode& jc, const SpmmArgs&
 // ceil(run_len / 16) vectors, the last with the run's remaining lanes, so that a vector's inputs
 // are one contiguous run. A run is the whole range without a map; with one, a whole image when
 // its rows follow each other in the input as in the output (row_stride == row_len: a same-size
-// conv over planes with their padding rows; direct_masks clips the taps that cross a row's edge
-// lane by lane), else a row. Whole images fill the vectors that rows of 14, 28 or 56 positions
+// conv over planes with their padding rows; direct_masks clips the taps that cross a row's edge,
+// row by row), else a row. Whole images fill the vectors that rows of 14, 28 or 56 positions
 // leave an eighth empty (resnet50's 3x3 convs of 64 and 128 channels 10-12% faster, one core).
 // Vector i: its first position, its input and its lanes.
 struct DirectVectors {
@@ -474,7 +475,8 @@ void direct_masks(const GeneratedCode& jc, const SpmmInputMap& map, const Direct
     uint32_t m = 0;
     for (int64_t l0 = 0, c = c0; l0 < lanes; l0 += map.row_len - c, c = 0) {
       const int64_t n = std::min<int64_t>(lanes - l0, map.row_len - c);
-      const int64_t j0 = std::clamp<int64_t>(-shift - c, 0, n), j1 = std::clamp<int64_t>(map.in_w - shift - c, j0, n);
+      const int64_t j0 = std::clamp<int64_t>(-shift - c, 0, n);
+      const int64_t j1 = std::clamp<int64_t>(map.in_w - shift - c, j0, n);
       m |= (lanes_mask(static_cast<int>(j1)) & ~lanes_mask(static_cast<int>(j0))) << l0;
     }
     masks[s] = static_cast<uint16_t>(m);
