@@ -51,6 +51,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <tuple>
 #include <vector>
 
 #include "kernels/epilogue.h"
@@ -167,6 +168,12 @@ struct SpmmInputMap {
     return reinterpret_cast<const float*>(reinterpret_cast<uintptr_t>(planes) -
                                           (size_t(pad_top) * in_w + pad_left) * sizeof(float));
   }
+  // Every field (a map is a cache key: spmm_piece_lists).
+  auto fields() const {
+    return std::tie(row_len, row_stride, img_len, img_stride, taps_h, taps_w, in_h, in_w, pad_top, pad_left, dil_h,
+                    dil_w);
+  }
+  bool operator==(const SpmmInputMap& o) const { return fields() == o.fields(); }
 };
 
 // out[m * ldo + q] = act(sum_k W[m][k] * in[col_offsets[k] + src(q)] + bias[m] + residual[m * ldo + q])
@@ -322,12 +329,7 @@ inline SpmmPieceLists<Piece> spmm_piece_lists(const SpmmArgs& a, int64_t q, int 
   thread_local Cache cache;
   Cache& c = cache;  // (one TLS lookup)
   const SpmmInputMap& m = a.map;
-  const bool same = c.valid && c.q == q && c.w == w && c.map.row_len == m.row_len &&
-                    c.map.row_stride == m.row_stride && c.map.img_len == m.img_len &&
-                    c.map.img_stride == m.img_stride && c.map.taps_h == m.taps_h && c.map.taps_w == m.taps_w &&
-                    c.map.in_h == m.in_h && c.map.in_w == m.in_w && c.map.pad_top == m.pad_top &&
-                    c.map.pad_left == m.pad_left && c.map.dil_h == m.dil_h && c.map.dil_w == m.dil_w;
-  if (!same) {
+  if (!(c.valid && c.q == q && c.w == w && c.map == m)) {
     const int lists = m.taps() > 0 ? m.taps() : 1;
     c.pieces.resize(size_t(lists) * (w + w / VW + 2));  // a run per position at most, + a split per vector
     c.starts.resize(size_t(lists) + 1);

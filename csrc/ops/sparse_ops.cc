@@ -287,18 +287,22 @@ SparseEpilogue sparse_epilogue(const float* bias, int n, Activation act, float a
 
 SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
                            float beta, Isa isa, bool has_residual, bool batch_major, bool generated)
+    : SparseConvOp(p, weight, bias, act, alpha, beta, isa, has_residual, batch_major, generated,
+                   conv_padding(p, batch_major, generated)) {}
+
+SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha,
+                           float beta, Isa isa, bool has_residual, bool batch_major, bool generated, Padding padding)
     : SparseOp(conv_name_prefix(p), sparse_epilogue(bias, p.K, act, alpha, beta, has_residual),
-               conv_weights(p, weight, isa, batch_major, conv_padding(p, batch_major, generated)), generated,
-               conv_in_place(p, batch_major, conv_padding(p, batch_major, generated)),
+               conv_weights(p, weight, isa, batch_major, padding), generated, conv_in_place(p, batch_major, padding),
                // the code's lane masks per tap column (in place, implicit padding along rows)
-               conv_padding(p, batch_major, generated) == Padding::kRows ? p.S : 1),
+               padding == Padding::kRows ? p.S : 1),
       p_(p),
       OH_(p.OH()),
       OW_(p.OW()),
       nb_(batch_major ? p.N : 1),
       direct_(is_direct(p)),
       subsample_(is_subsample(p)),
-      padding_(conv_padding(p, batch_major, generated)),
+      padding_(padding),
       Q_(int64_t(nb_) * OH_ * OW_) {  // exactly the output pixels, whatever the path
   if (subsample_) {
     ws_in_ = size_t(p.C) * size_t(subsample_stride(p, nb_));

@@ -103,6 +103,9 @@ class SparseConvOp : public SparseOp {
   size_t workspace_floats() const { return ws_in_; }
 
  private:
+  // The padding decided once (conv_padding), for the weights' offsets, the code and the runs.
+  SparseConvOp(const ConvParams& p, const float* weight, const float* bias, Activation act, float alpha, float beta,
+               Isa isa, bool has_residual, bool batch_major, bool generated, Padding padding);
   void subsample(const float* x, float* ws, ThreadPool* pool) const;
   ConvParams p_;
   int OH_, OW_, Hh_ = 0, Wh_ = 0;  // Hh_ x Wh_: the phase planes (KxK path)
