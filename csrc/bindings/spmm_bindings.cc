@@ -95,17 +95,19 @@ struct PySparseWeights {
   // The generated code of the last weights (as returned by for_stride) and form it was asked for.
   std::shared_ptr<const SparseWeights> program_for;
   bool program_in_place = false;
-  int program_classes = 1;
+  int program_classes = 1, program_lane = -1;
   std::shared_ptr<const GeneratedSpmm> program;
 
   std::shared_ptr<const GeneratedSpmm> program_of(const std::shared_ptr<const SparseWeights>& sw, bool in_place,
-                                                  int column_classes) {
+                                                  int column_classes, int base_lane) {
     std::lock_guard<std::mutex> lock(mu);
-    if (program_for != sw || program_in_place != in_place || program_classes != column_classes) {
-      program = std::make_shared<const GeneratedSpmm>(*sw, in_place, column_classes);
+    if (program_for != sw || program_in_place != in_place || program_classes != column_classes ||
+        program_lane != base_lane) {
+      program = std::make_shared<const GeneratedSpmm>(*sw, in_place, column_classes, base_lane);
       program_for = sw;
       program_in_place = in_place;
       program_classes = column_classes;
+      program_lane = base_lane;
     }
     return program;
   }
@@ -190,7 +192,7 @@ void bind_spmm(nb::module_& m) {
       [](PySparseWeights& pw, const InArray& input, std::optional<int64_t> Q_opt,
          const std::optional<InArray>& bias, const std::optional<InArray>& residual,
          const std::string& activation, float alpha, float beta, int num_threads,
-         const nb::object& out, bool generated, bool in_place,
+         const nb::object& out, bool generated, bool in_place, bool lines,
          const std::optional<std::tuple<int64_t, int64_t, int64_t, int64_t>>& map_opt,
          const std::optional<std::tuple<int, int, int, int, int, int, int, int>>& taps_opt) {
         const int M = pw.w->M(), K = pw.w->K();
@@ -319,9 +321,13 @@ void bind_spmm(nb::module_& m) {
         // With implicit padding the offsets count from the padded window's corner (SpmmInputMap).
         const float* in = map.corner(static_cast<const float*>(input.data()));
         if (in_place && !generated) fail("in_place=True needs generated=True");
+        if (lines && !in_place) fail("lines=True needs in_place=True");
         // In place with taps: lane masks per tap column (GeneratedSpmm's column classes).
         const int classes = in_place && taps_opt ? std::max(1, map.taps_w) : 1;
-        const std::shared_ptr<const GeneratedSpmm> program = generated ? pw.program_of(sw, in_place, classes) : nullptr;
+        // lines: the code made for vectors starting where this input's first one does.
+        const int lane = lines ? int(reinterpret_cast<uintptr_t>(in) / sizeof(float) % 16) : -1;
+        const std::shared_ptr<const GeneratedSpmm> program =
+            generated ? pw.program_of(sw, in_place, classes, lane) : nullptr;
         {
           nb::gil_scoped_release release;
           if (res) {
@@ -343,13 +349,15 @@ void bind_spmm(nb::module_& m) {
       nb::arg("weights"), nb::arg("input"), nb::arg("Q") = nb::none(), nb::arg("bias") = nb::none(),
       nb::arg("residual") = nb::none(), nb::arg("activation") = "none", nb::arg("alpha") = 0.f,
       nb::arg("beta") = 0.f, nb::arg("num_threads") = 1, nb::arg("out") = nb::none(),
-      nb::arg("generated") = false, nb::arg("in_place") = false, nb::arg("map") = nb::none(),
+      nb::arg("generated") = false, nb::arg("in_place") = false, nb::arg("lines") = false, nb::arg("map") = nb::none(),
       nb::arg("taps") = nb::none(),
       "out[M, Q] = activation(W @ In + bias[:, None] + residual), input row k at "
       "input.flat[col_offsets[k]:][:Q] (or input[k, :Q] for weights built without col_offsets). "
       "generated=True: by code generated for these weights (avx512 weights only), once per weights "
       "and input row stride; in_place=True: code that reads the input in place instead of packed "
-      "copies. map=(row_len, row_stride, img_len, img_stride): position q = img * img_len + row * row_len + col "
+      "copies; lines=True: in-place code that loads whole 64-byte lines, made for vectors that start where "
+      "the input's first one does (its row and image strides multiples of 16 floats, a line of slack read on "
+      "both sides). map=(row_len, row_stride, img_len, img_stride): position q = img * img_len + row * row_len + col "
       "reads input.flat[col_offsets[k] + img * img_stride + row * row_stride + col] (a conv's output pixels over "
       "padded planes: what the conv ops run); needs col_offsets. taps=(taps_h, taps_w, in_h, in_w, pad_top, "
       "pad_left, dil_h, dil_w) with a map: implicit zero padding, the input is the unpadded planes (row_stride == "

@@ -203,11 +203,16 @@ void check_map(const SpmmInputMap& map, const SparseWeights& W, const char* who)
 // lane mask of its class k % column_classes (the tap's column, column_classes = the kernel's
 // width), 16-bit masks k1..k7 set per vector; std::invalid_argument for column_classes outside
 // [1, kSpmmMaxColumnClasses].
+// base_lane (in place, 0-15; -1 unknown): every vector's first input lies at that lane of a
+// 64-byte line (`in` does, and the map's row and image strides are multiples of 16 floats), so the
+// code loads whole lines and shifts each column's vector out of them instead of loads that cross
+// two lines (std::invalid_argument from run() otherwise). It reads up to a line before and after
+// what the unaligned loads would: the input needs a line of slack on both sides.
 inline constexpr int kSpmmMaxColumnClasses = 7;
 class GeneratedCode;
 class GeneratedSpmm {
  public:
-  explicit GeneratedSpmm(const SparseWeights& W, bool in_place = false, int column_classes = 1);
+  explicit GeneratedSpmm(const SparseWeights& W, bool in_place = false, int column_classes = 1, int base_lane = -1);
   static bool can_read_in_place(const SparseWeights& W);
   bool in_place() const;
   ~GeneratedSpmm();

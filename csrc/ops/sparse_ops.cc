@@ -80,6 +80,26 @@ bool conv_in_place(const ConvParams& p, bool batch_major, SparseConvOp::Padding 
          in_place_run(p, batch_major, padding == SparseConvOp::Padding::kRows).pays(p.K);
 }
 
+// The padded planes (kRows) start on the first line at least a line into the workspace
+// (kRowsGuard floats; the workspace has three more lines than the planes): generated code
+// reading them in place from whole lines (GeneratedSpmm's base_lane) reads up to a line before
+// and after them.
+constexpr int64_t kRowsGuard = 16;
+float* rows_planes(float* ws) {
+  float* p = ws + kRowsGuard;
+  return p + (kRowsGuard - reinterpret_cast<uintptr_t>(p) / sizeof(float) % kRowsGuard) % kRowsGuard;
+}
+
+// Where the vectors of a same-size conv reading its padded planes in place start in a line: the
+// lane of the window's corner, pad_left floats before the planes; -1 where a call's images or the
+// vectors' runs are not 16 floats apart (GeneratedSpmm then loads across lines).
+int rows_base_lane(const ConvParams& p, bool batch_major, SparseConvOp::Padding padding) {
+  if (padding != SparseConvOp::Padding::kRows || p.OW() != p.W) return -1;
+  const int64_t image = int64_t(p.H + p.pad_top + p.pad_bottom) * p.W;
+  if (batch_major && p.N > 1 && image % 16 != 0) return -1;
+  return (16 - p.pad_left % 16) % 16;
+}
+
 // One input offset per weight column (c, r, s) in OIHW order, relative to the planes of one
 // call's nb images (direct) or to the padded, phase-split workspace. Channel c's nb planes
 // are consecutive in both layouts (CNHW; NCHW has nb = 1).
@@ -229,13 +249,13 @@ SparseWeights linear_weights(const float* w, int K, int N, int64_t T, Isa isa) {
 }  // namespace
 
 SparseOp::SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, bool in_place,
-                   int column_classes)
+                   int column_classes, int base_lane)
     : ep_(std::move(ep)), w_(std::move(w)), prefix_(std::move(name_prefix)) {
   if (generated) {
     if (w_.isa() != Isa::kAvx512)
       throw std::invalid_argument(prefix_ + "*: generated code needs avx512, got " + isa_name(w_.isa()));
     program_ = std::make_unique<GeneratedSpmm>(
-        w_, in_place && GeneratedSpmm::can_read_in_place(w_), column_classes);
+        w_, in_place && GeneratedSpmm::can_read_in_place(w_), column_classes, base_lane);
   }
   name_ = name_for(generated);
 }
@@ -295,7 +315,7 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
     : SparseOp(conv_name_prefix(p), sparse_epilogue(bias, p.K, act, alpha, beta, has_residual),
                conv_weights(p, weight, isa, batch_major, padding), generated, conv_in_place(p, batch_major, padding),
                // the code's lane masks per tap column (in place, implicit padding along rows)
-               padding == Padding::kRows ? p.S : 1),
+               padding == Padding::kRows ? p.S : 1, rows_base_lane(p, batch_major, padding)),
       p_(p),
       OH_(p.OH()),
       OW_(p.OW()),
@@ -310,7 +330,7 @@ SparseConvOp::SparseConvOp(const ConvParams& p, const float* weight, const float
     // The map walks planes of W-float rows: unpadded (kNone) or with the padding rows (kRows).
     Hh_ = padding_ == Padding::kRows ? p.H + p.pad_top + p.pad_bottom : p.H;
     Wh_ = p.W;
-    if (padding_ == Padding::kRows) ws_in_ = size_t(p.C) * nb_ * Hh_ * Wh_;
+    if (padding_ == Padding::kRows) ws_in_ = size_t(p.C) * nb_ * Hh_ * Wh_ + 3 * kRowsGuard;
   } else if (!direct_) {
     Hh_ = ceil_div(p.H + p.pad_top + p.pad_bottom, p.stride_h);
     Wh_ = ceil_div(p.W + p.pad_left + p.pad_right, p.stride_w);
@@ -335,8 +355,9 @@ void SparseConvOp::run(const float* const* in, float* const* out, ThreadPool* po
     const float* src = x;
     if (padding_ != Padding::kCopy) {
       if (padding_ == Padding::kRows) {
-        pad_rows(x, ws, p_.C * nb_, p_.H, p_.W, p_.pad_top, p_.pad_bottom, pool);
-        x = ws;
+        float* planes = rows_planes(ws);
+        pad_rows(x, planes, p_.C * nb_, p_.H, p_.W, p_.pad_top, p_.pad_bottom, pool);
+        x = planes;
       }
       // The offsets count from the padded window's corner, before the planes; only reads the
       // kernel clips away would land there (SpmmInputMap).

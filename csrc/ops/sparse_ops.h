@@ -40,9 +40,9 @@ struct SparseEpilogue {
 // cannot be dropped). Neither while the op runs. Kernel name: name_prefix + ["generated_"] + ISA.
 class SparseOp : public Op {
  public:
-  // column_classes: the code's lane masks per column class when it reads in place (GeneratedSpmm).
+  // column_classes, base_lane: for the code when it reads in place (GeneratedSpmm).
   SparseOp(std::string name_prefix, SparseEpilogue ep, SparseWeights w, bool generated, bool in_place,
-           int column_classes = 1);
+           int column_classes = 1, int base_lane = -1);
   SparseOp(const SparseOp&) = delete;  // the code points at w_
   SparseOp& operator=(const SparseOp&) = delete;
   const char* kernel_name() const override { return name_.c_str(); }

@@ -281,6 +281,78 @@ def test_mapped_input_with_implicit_padding_is_a_conv(isa, sparsity, cin, cout, 
     assert_close(run(with_rows, pads[0] + H + pads[2], 0), want, cin * R * R)
 
 
+needs_avx512 = pytest.mark.skipif(BEST < ISA_ORDER.index("avx512"), reason=f"CPU lacks avx512 (best: {_core.best_isa()})")
+
+
+def planes_at_lane(shape, lane, values):
+    """``values`` in a buffer whose first float lies at ``lane`` of a 64-byte line, with a line of
+    slack (NaN) on both sides: code loading whole lines reads it, and must mask it all away."""
+    n = int(np.prod(shape))
+    buf = np.full(n + 64, np.nan, np.float32)
+    start = (-buf.ctypes.data % 64) // 4 + 16 + lane
+    planes = buf[start:start + n].reshape(shape)
+    planes[...] = values
+    return planes
+
+
+@needs_avx512
+@pytest.mark.parametrize("sparsity", [0.0, 0.9, 1.0])
+@pytest.mark.parametrize("lane", [0, 5])
+@pytest.mark.parametrize("cin, cout, nb, H, W, R, pads, dil", [
+    (3, 5, 1, 1, 1, 3, (1, 1, 1, 1), 1),        # one pixel
+    (16, 33, 1, 14, 14, 3, (1, 1, 1, 1), 1),    # rows of 14: lanes shift by 14 per row
+    (9, 30, 1, 11, 37, 3, (1, 1, 1, 1), 1),     # rows wider than a vector
+    (6, 10, 2, 6, 8, 3, (1, 1, 1, 1), 1),       # two images 8 x 16 floats apart
+    (4, 12, 1, 17, 17, 5, (2, 3, 2, 1), 1),     # 5x5, pad_left 3
+    (8, 8, 2, 12, 12, 3, (2, 2, 2, 2), 2),      # dilated, images 192 floats apart
+])
+def test_in_place_code_from_whole_lines_is_a_conv(sparsity, lane, cin, cout, nb, H, W, R, pads, dil):
+    """lines=True: in-place code that loads whole 64-byte lines and shifts each column's vector
+    out of them (what same-size convs run over their padded planes) equals the conv, and the
+    code that loads across lines bit for bit (the same FMAs in the same order), wherever in its
+    line the first vector starts, with NaN in the slack lines it reads."""
+    rng = np.random.default_rng(29)
+    x = rand(rng, cin, nb, H, W)
+    w4 = sparse_weights(rng, cout, cin * R * R, sparsity).reshape(cout, cin, R, R)
+    OH, OW = H + pads[0] + pads[2] - dil * (R - 1), W + pads[1] + pads[3] - dil * (R - 1)
+    assert OW == W  # same-size: the vectors run over whole images
+    Q, rows = nb * OH * OW, pads[0] + H + pads[2]
+    bias, res = rand(rng, cout), rand(rng, cout, Q)
+    conv = np.stack([conv_reference(w4, x[:, i], pads, dil) for i in range(nb)], axis=1).reshape(cout, Q)
+    want = np.maximum(conv + bias[:, None] + res, 0)
+    with_rows = np.zeros((cin, nb, rows, W), np.float32)
+    with_rows[:, :, pads[0]:pads[0] + H] = x
+    # the window's corner (pad_left before the planes) at `lane`
+    planes = planes_at_lane(with_rows.shape, (lane + pads[1]) % 16, with_rows)
+    offs = np.array([c * nb * rows * W + r * dil * W + s * dil
+                     for c in range(cin) for r in range(R) for s in range(R)], dtype=np.int64)
+    sw = _core.SparseWeights(np.ascontiguousarray(w4.reshape(cout, -1)), offs, "avx512")
+    kw = dict(bias=bias, residual=res, activation="relu", generated=True, in_place=True,
+              map=(OW, W, OH * OW, rows * W), taps=(R, R, rows, W, 0, pads[1], dil, dil))
+    got = _core.spmm(sw, planes.ravel(), Q, lines=True, **kw)
+    assert_close(got, want, cin * R * R)
+    np.testing.assert_array_equal(got, _core.spmm(sw, planes.ravel(), Q, **kw))
+
+
+@needs_avx512
+def test_in_place_code_from_whole_lines_refuses_vectors_elsewhere():
+    """Code made for vectors at one lane of a line cannot run vectors at others: images (or rows)
+    whose stride is not a multiple of 16 floats put them there, and run() says so."""
+    rng = np.random.default_rng(30)
+    cin, cout, nb, H, W = 4, 6, 2, 7, 7  # images of 9 x 7 = 63 floats
+    rows = H + 2
+    planes = planes_at_lane((cin, nb, rows, W), 1, 0.0)
+    offs = np.array([c * nb * rows * W + r * W + s for c in range(cin) for r in range(3) for s in range(3)],
+                    dtype=np.int64)
+    sw = _core.SparseWeights(sparse_weights(rng, cout, cin * 9, 0.5), offs, "avx512")
+    with pytest.raises(ValueError, match="start at lane 0 of a line"):
+        _core.spmm(sw, planes.ravel(), nb * H * W, generated=True, in_place=True, lines=True,
+                   map=(W, W, H * W, rows * W), taps=(3, 3, rows, W, 0, 1, 1, 1))
+    with pytest.raises(ValueError, match="lines=True needs in_place=True"):
+        _core.spmm(sw, planes.ravel(), nb * H * W, generated=True, lines=True,
+                   map=(W, W, H * W, rows * W), taps=(3, 3, rows, W, 0, 1, 1, 1))
+
+
 @pytest.mark.parametrize("isa", VARIANTS)
 @pytest.mark.parametrize("Q", [16, 20, 49, 64, 131])
 def test_packed_and_in_place_paths_agree(isa, Q):
