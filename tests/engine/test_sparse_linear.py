@@ -369,6 +369,26 @@ def test_dense_layers_are_not_timed(monkeypatch):
     assert node.kernels[0].startswith("sgemm")
 
 
+def test_candidates_are_timed_alternately_and_keep_their_fastest(monkeypatch):
+    """choose() times every candidate TIMING_PASSES times, in alternating order, and weighs each by
+    its fastest timing: a slow spell while one candidate was timed does not decide."""
+    calls = []
+    script = {("a", 0): 5e-3, ("b", 0): 1e-3, ("b", 1): 3e-3, ("a", 1): 0.5e-3}
+
+    def fake_time_op(op, *args, **kw):
+        k = sum(1 for c in calls if c == op)
+        calls.append(op)
+        return script[(op, k)]
+
+    monkeypatch.setattr(kernel_choice, "time_op", fake_time_op)
+    monkeypatch.setattr(kernel_choice, "TIMING_PASSES", 2)
+    cands = [kernel_choice.Candidate("a", "a", [1], 1), kernel_choice.Candidate("b", "b", [1], 1)]
+    best, report = kernel_choice.choose(cands, 1)
+    assert calls == ["a", "b", "b", "a"]
+    assert report["measured_ms"] == {"a": 0.5, "b": 1.0}
+    assert best.name == "a" and report["chosen"] == "a"
+
+
 def test_layers_beyond_the_kernels_offsets_stay_dense(monkeypatch):
     """(K - 1) x tokens past the spmm's int32 offsets: dense even when sparse is forced, and said."""
     from sparseinfer.compiler import lowering
