@@ -88,9 +88,13 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
   if (nnz > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
     throw std::invalid_argument("SparseWeights: " + std::to_string(nnz) +
                                 " nonzeros exceed the spmm limit of 2^31 - 1 (row starts are stored as int32)");
-  val_.reserve(nnz);
-  col_.reserve(nnz);
   panel_k_ = std::max(1, column_panels ? std::min(K, spmm_panel_k(isa)) : K);
+  narrow_ = isa == Isa::kAvx512 && panel_k_ <= 256;
+  val_.reserve(nnz);
+  if (narrow_)
+    col8_.reserve(nnz);
+  else
+    col_.reserve(nnz);
   panels_ = K > 0 ? (K + panel_k_ - 1) / panel_k_ : 1;
   row_start_.resize(static_cast<size_t>(panels_) * M + 1);
   row_nnz_.assign(static_cast<size_t>(M) + 1, 0);
@@ -102,7 +106,10 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
       for (int k = k0; k < k1; ++k)
         if (row[k] != 0.f) {
           val_.push_back(row[k]);
-          col_.push_back(static_cast<uint16_t>(k));
+          if (narrow_)
+            col8_.push_back(static_cast<uint8_t>(k - k0));
+          else
+            col_.push_back(static_cast<uint16_t>(k));
           ++row_nnz_[m + 1];
         }
     }
@@ -115,6 +122,7 @@ SparseWeights::SparseWeights(const float* w, int M, int K, const int64_t* col_of
 void SparseWeights::release_nonzeros() {
   std::vector<float>().swap(val_);
   std::vector<uint16_t>().swap(col_);
+  std::vector<uint8_t>().swap(col8_);
   std::vector<int32_t>().swap(row_start_);
   std::vector<int32_t>().swap(row_nnz_);
   released_ = true;
@@ -228,7 +236,8 @@ void spmm_f32(const SparseWeights& W, const float* in, int64_t Q, float* out, in
 
   SpmmArgs base;
   base.val = W.values();
-  base.col = W.cols();
+  base.col = W.narrow() ? nullptr : W.cols();
+  base.col8 = W.narrow() ? W.cols_in_panel() : nullptr;
   base.col_off = W.col_off();
   base.row_start = W.row_start();
   base.in = in;

@@ -14,9 +14,12 @@
 // Besides them, GeneratedSpmm (below, AVX-512): code generated for one weight matrix, faster
 // where its input vectors can be reused across output rows, at ~14.5 bytes per nonzero.
 //
-// Storage (all ISAs alike), 6 bytes per nonzero: the nonzeros as two parallel arrays (SoA),
-// float values and uint16 column indices k, plus a per-weights table col_off[K] (int32 element
-// offset into `in` of input row k). Columns are cut into panels of panel_k (spmm_panel_k) and
+// Storage, 6 bytes per nonzero: the nonzeros as two parallel arrays (SoA), float values and
+// uint16 column indices k, plus a per-weights table col_off[K] (int32 element offset into `in` of
+// input row k). For the AVX-512 kernel, whose panels are 256 columns, 5: the column within its
+// panel as a uint8 (SparseWeights::narrow; the kernel moves its input pointer to the panel's first
+// row instead). A byte per nonzero is 1.2% of the dense weights at 90% sparsity: room under the
+// weight budget for generated code on more layers. Columns are cut into panels of panel_k (spmm_panel_k) and
 // the nonzeros stored panel by panel, row by row within a panel: int32 segment starts
 // (panels x M + 1), and per-row nonzero counts for load balance. The kernel reads
 // `in + col_off[col[i]]` (the table is K x 4 bytes: L1-resident) and broadcasts val[i]. Hence
@@ -80,12 +83,9 @@ class SparseWeights {
   int K() const { return K_; }
   size_t nnz() const { return nnz_; }
   Isa isa() const { return isa_; }
-  // Memory of the compressed form: 6 bytes per nonzero + 4 per column + 4 per row and panel
-  // (+ 4) + 4 per row (+ 4), i.e. 6 nnz + 4 K + 4 (panels M + 1) + 4 (M + 1).
-  size_t bytes() const {
-    return val_.size() * sizeof(float) + col_.size() * sizeof(uint16_t) + col_off_.size() * sizeof(int32_t) +
-           row_start_.size() * sizeof(int32_t) + row_nnz_.size() * sizeof(int32_t);
-  }
+  // Memory of the compressed form: 6 bytes per nonzero (5 narrow) + 4 per column + 4 per row and
+  // panel (+ 4) + 4 per row (+ 4), i.e. 6 nnz + 4 K + 4 (panels M + 1) + 4 (M + 1).
+  size_t bytes() const { return nonzero_bytes() + col_off_.size() * sizeof(int32_t); }
   // Columns per panel and the number of panels (>= 1; see Panels above).
   int panel_k() const { return panel_k_; }
   int panels() const { return panels_; }
@@ -100,8 +100,8 @@ class SparseWeights {
   void release_nonzeros();
   bool released() const { return released_; }
   size_t nonzero_bytes() const {
-    return val_.size() * sizeof(float) + col_.size() * sizeof(uint16_t) + row_start_.size() * sizeof(int32_t) +
-           row_nnz_.size() * sizeof(int32_t);
+    return val_.size() * sizeof(float) + col_.size() * sizeof(uint16_t) + col8_.size() +
+           row_start_.size() * sizeof(int32_t) + row_nnz_.size() * sizeof(int32_t);
   }
 
   // The same weights with every offset multiplied by `factor` (for weights built with
@@ -110,7 +110,12 @@ class SparseWeights {
   SparseWeights scaled_offsets(int64_t factor) const;
 
   const float* values() const { return val_.data(); }        // nnz values, panel by panel, row by row
+  // Narrow (AVX-512 weights with panels of at most 256 columns): each nonzero's column is stored
+  // as its place in its panel, k - p * panel_k(), a uint8 (cols_in_panel()); else as k, a uint16
+  // (cols()). The other array is empty.
+  bool narrow() const { return narrow_; }
   const uint16_t* cols() const { return col_.data(); }        // nnz column indices k
+  const uint8_t* cols_in_panel() const { return col8_.data(); }
   const int32_t* col_off() const { return col_off_.data(); }  // K element offsets
   // s when col_off()[k] == k * s for every k (a plain [K, Q] input, a 1x1 conv's planes), else
   // -1: the kernels then compute the offset with a multiply instead of a table load (loads are
@@ -132,6 +137,8 @@ class SparseWeights {
   int64_t max_col_offset_ = -1;
   std::vector<float> val_;
   std::vector<uint16_t> col_;
+  std::vector<uint8_t> col8_;
+  bool narrow_ = false;
   std::vector<int32_t> col_off_;
   int64_t col_stride_ = -1;
   int offset_align_ = 16;
@@ -235,7 +242,8 @@ inline constexpr Isa kSpmmVariants[] = {Isa::kPortable, Isa::kAvx2, Isa::kAvx512
 // One task: rows [m0, m1) x positions [q0, q1) of the output.
 struct SpmmArgs {
   const float* val;          // nnz values
-  const uint16_t* col;       // nnz column indices
+  const uint16_t* col;       // nnz column indices (nullptr when narrow)
+  const uint8_t* col8;       // narrow weights: nnz columns within their panel (else nullptr)
   const int32_t* col_off;    // K element offsets into `in`
   int64_t col_stride;        // >= 0: col_off[k] == k * col_stride (see SparseWeights::col_stride)
   const int32_t* row_start;  // panels x M + 1 segment starts into val / col
@@ -401,12 +409,11 @@ inline void spmm_prefetch_row_ahead(float* out, const float* residual, int m, in
 // `residual` when not nullptr), then after the last panel the row-ahead prefetch (floats: the
 // tile's width). Reads `a` only before the first store: the compiler cannot tell the stores
 // from a's floats and would reload every field per row.
-template <int TILE, class Row>
-inline void spmm_rows(const SpmmArgs& a, int p, int64_t q, int floats, const Row& row) {
+template <int TILE, class C, class Row>
+inline void spmm_rows(const SpmmArgs& a, const C* col, int p, int64_t q, int floats, const Row& row) {
   const int32_t* rs = a.row_start + size_t(p) * a.M;
   const bool first = p == 0, last = p + 1 == a.panels;
   const float* const val = a.val;
-  const uint16_t* const col = a.col;
   const float* const bias = a.bias;
   const int64_t ldo = a.ldo;
   float* const out = a.out + q;

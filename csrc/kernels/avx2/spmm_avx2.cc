@@ -69,7 +69,7 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
 template <int NV, bool MASK, bool AFFINE, class Act>
 void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q, __m256i lm, const Act& act) {
   const int32_t* const col_off = a.col_off;
-  spmm_rows<kTile>(a, p, q, 8 * NV,
+  spmm_rows<kTile>(a, a.col, p, q, 8 * NV,
                    [&](const float* val, const uint16_t* col, const uint16_t* end, const float* init, float* partial,
                        float* o, const float* r, float bias) {
                      row_tile<NV, MASK, AFFINE>(val, col, end, col_off, stride, x, init, partial, o, r, bias, lm, act);

@@ -25,8 +25,8 @@ inline __m512 load(const float* p, int v, __mmask16 lm) {
 // One output row x (16 * NV) positions over the nonzeros [col, end); the last vector has lanes
 // `lm` when MASK. Sums start from `init` (a previous panel's partial sums) or zero, and go to
 // `partial` (aligned, full vectors) when more panels follow, else through the epilogue to `o`.
-template <int NV, bool MASK, bool AFFINE, class Act>
-inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end, const int32_t* col_off,
+template <int NV, bool MASK, bool AFFINE, class C, class Act>
+inline void row_tile(const float* val, const C* col, const C* end, const int32_t* col_off,
                      int64_t stride, const float* x, const float* init, float* partial, float* o, const float* r,
                      float bias, __mmask16 lm, const Act& act) {
   // U nonzeros in flight, U x NV independent FMA chains: a full tile's 4 chains already match
@@ -81,15 +81,21 @@ inline void row_tile(const float* val, const uint16_t* col, const uint16_t* end,
 }
 
 // Rows [m0, m1) of the tile at q over panel p's nonzeros (spmm_rows), reading input row k at
-// x + offset(k) (stride or table); panels > 1: partial sums in a.acc between panels.
+// x + offset(k) (stride or table); panels > 1: partial sums in a.acc between panels. Narrow
+// weights' columns count from the panel's first, k0: the input (or the table) moves there.
 template <int NV, bool MASK, bool AFFINE, class Act>
 void rows_as(const SpmmArgs& a, int p, const float* x, int64_t stride, int64_t q, __mmask16 lm, const Act& act) {
-  const int32_t* const col_off = a.col_off;
-  spmm_rows<kTile>(a, p, q, 16 * NV,
-                   [&](const float* val, const uint16_t* col, const uint16_t* end, const float* init, float* partial,
-                       float* o, const float* r, float bias) {
-                     row_tile<NV, MASK, AFFINE>(val, col, end, col_off, stride, x, init, partial, o, r, bias, lm, act);
-                   });
+  auto sweep = [&](const auto* cols, const float* x0, const int32_t* col_off) {
+    spmm_rows<kTile>(a, cols, p, q, 16 * NV,
+                     [&](const float* val, const auto* col, const auto* end, const float* init, float* partial,
+                         float* o, const float* r, float bias) {
+                       row_tile<NV, MASK, AFFINE>(val, col, end, col_off, stride, x0, init, partial, o, r, bias, lm,
+                                                  act);
+                     });
+  };
+  if (!a.col8) return sweep(a.col, x, a.col_off);
+  const int64_t k0 = int64_t(p) * a.panel_k;
+  sweep(a.col8, AFFINE ? x + k0 * stride : x, a.col_off + k0);
 }
 
 // The tile's input rows [k0, k1) (the last vector masked: zeros past the edge) into a.pack, row
@@ -127,21 +133,27 @@ void spmv(const SpmmArgs& a) {
   auto offsets = [&](__m512i c, __mmask16 k) {
     return AFFINE ? _mm512_mullo_epi32(c, stride) : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, c, a.col_off, 4);
   };
+  // Nonzeros [i, i + 16) of panel p's columns k under mask k (narrow: their place in the panel + k0).
+  auto columns = [&](int32_t i, __mmask16 k, int p) {
+    if (a.col8)
+      return _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(k, a.col8 + i)),
+                              _mm512_set1_epi32(p * a.panel_k));
+    return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, a.col + i));
+  };
   for (int m = a.m0; m < a.m1; ++m) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     for (int p = 0; p < a.panels; ++p) {
       int32_t i = a.row_start[size_t(p) * a.M + m];
       const int32_t end = a.row_start[size_t(p) * a.M + m + 1];
       for (; i + 32 <= end; i += 32) {
-        const __m512i c0 = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.col + i)));
-        const __m512i c1 = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.col + i + 16)));
+        const __m512i c0 = columns(i, 0xFFFF, p), c1 = columns(i + 16, 0xFFFF, p);
         acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a.val + i), _mm512_i32gather_ps(offsets(c0, 0xFFFF), x, 4), acc0);
         acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a.val + i + 16), _mm512_i32gather_ps(offsets(c1, 0xFFFF), x, 4), acc1);
       }
       for (; i < end; i += 16) {
         const int n = end - i < 16 ? end - i : 16;
         const __mmask16 k = static_cast<__mmask16>((1u << n) - 1);
-        const __m512i c = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, a.col + i));
+        const __m512i c = columns(i, k, p);
         const __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, offsets(c, k), x, 4);
         acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a.val + i), xv, acc0);
       }

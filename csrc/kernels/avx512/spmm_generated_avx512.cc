@@ -289,6 +289,7 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc, bool dire
   std::vector<float> val_of(row_of.size());
   const int32_t* rs = W.row_start();
   const uint16_t* cols = W.cols();
+  const uint8_t* cols8 = W.cols_in_panel();
   const float* values = W.values();
   for (int p = 0; p < P; ++p) {
     const int k0 = p * pk, kn = std::min(pk, W.K() - k0);
@@ -300,12 +301,14 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc, bool dire
       const int32_t* seg = rs + size_t(p) * M + m0;
       // Counting sort of the block's nonzeros by column (rows ascending within a column).
       std::fill(start.begin(), start.begin() + kn + 1, 0);
-      for (int32_t i = seg[0]; i < seg[rows]; ++i) ++start[cols[i] - k0 + 1];
+      // Nonzero i's column within the panel.
+      auto in_panel = [&](int32_t i) { return W.narrow() ? int(cols8[i]) : cols[i] - k0; };
+      for (int32_t i = seg[0]; i < seg[rows]; ++i) ++start[in_panel(i) + 1];
       for (int k = 0; k < kn; ++k) start[k + 1] += start[k];
       std::copy(start.begin(), start.begin() + kn, fill_at.begin());
       for (int r = 0; r < rows; ++r)
         for (int32_t i = seg[r]; i < seg[r + 1]; ++i) {
-          const int32_t j = fill_at[cols[i] - k0]++;
+          const int32_t j = fill_at[in_panel(i)]++;
           row_of[j] = static_cast<uint8_t>(r);
           val_of[j] = values[i];
         }
