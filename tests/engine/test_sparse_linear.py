@@ -306,7 +306,7 @@ def test_weight_bytes_shrink_and_dense_forcing(monkeypatch):
             "spmm_linear" if mode == "sparse" else "sgemm")
         np.testing.assert_allclose(engine(**feeds)[0], want, **TOL)
         bytes_[mode] = engine.weight_bytes
-    # 10% nonzeros at 6 bytes each (+ offsets, row starts and bias) against >= 4 bytes per weight.
+    # 10% nonzeros at 5-6 bytes each (+ offsets, row starts and bias) against >= 4 bytes per weight.
     assert bytes_["sparse"] < 0.2 * bytes_["dense"], bytes_
 
 

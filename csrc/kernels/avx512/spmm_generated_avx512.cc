@@ -13,10 +13,10 @@
 // inputs are one contiguous run: DirectVectors). Copying took 30-45% of a layer whose columns
 // feed few rows (a 3x3 conv of 64 channels, a 1x1 conv to 64) and it is the only thing direct
 // code saves: it is what the conv ops run. Where each vector's first input lies at a lane known
-// when the code is made (base_lane: a same-size conv over its padded planes), the columns' vectors
-// are shifted out of whole lines (AlignedLines) instead of loads across two lines. Accumulators go to a per-thread block between
-// panels; after the last panel each row block's epilogue runs right after its chunk, while its
-// sums are in L1.
+// when the code is made (base_lane: a same-size conv over its padded planes), the columns'
+// vectors are shifted out of whole lines (AlignedLines) instead of loads across two lines.
+// Accumulators go to a per-thread block between panels; after the last panel each row block's
+// epilogue runs right after its chunk, while its sums are in L1.
 #include <immintrin.h>
 #include <sys/mman.h>
 
@@ -222,7 +222,6 @@ class GeneratedCode {
   size_t cap_ = 0;
 };
 
-// Emits every chunk of W into `jc` (direct: reading the input in place).
 // Direct code's input vectors from whole 64-byte lines: a vector that does not start on a line
 // (a 3x3 conv's taps one float apart, rows of 56 or 28 floats) loaded as such crosses two lines,
 // and on Zen 4 such loads cost a quarter of the FMA rate of the code (measured in a loop of 3 per
@@ -255,6 +254,7 @@ struct AlignedLines {
   }
 };
 
+// Emits every chunk of W into `jc` (direct: reading the input in place).
 static void generate_chunks(const SparseWeights& W, GeneratedCode& jc, bool direct, int classes) {
   const int32_t* col_off = W.col_off();
   const int M = W.M(), P = W.panels(), pk = W.panel_k();

@@ -8,8 +8,8 @@ the sparse kernels to have any chance (below :data:`MIN_SPARSITY`) are not timed
 
 Each candidate's time is its measured run plus its weights read from memory at the bandwidth
 measured once per process: timed alone the op finds its weights in cache, in a model the layers
-before it have evicted them (the candidates differ most in this: packed dense weights, 6 bytes
-per nonzero compressed, ~13 as generated code).
+before it have evicted them (the candidates differ most in this: packed dense weights, 5-6 bytes
+per nonzero compressed, ~15-18 as generated code).
 
 Sparse convolutions and linear layers (over at least 256 tokens) have two kernels: the row
 kernel over the compressed weights ("sparse") and, on AVX-512, code generated for the layer's
