@@ -12,15 +12,15 @@
 // Q == 1 (a linear layer on one token) runs as a sparse matrix-vector product instead: 16 (8)
 // nonzeros per step with their inputs gathered, one horizontal sum per row.
 // Besides them, GeneratedSpmm (below, AVX-512): code generated for one weight matrix, faster
-// where its input vectors can be reused across output rows, at ~14.5 bytes per nonzero.
+// where its input vectors can be reused across output rows, at ~15-18 bytes per nonzero.
 //
 // Storage, 6 bytes per nonzero: the nonzeros as two parallel arrays (SoA), float values and
 // uint16 column indices k, plus a per-weights table col_off[K] (int32 element offset into `in` of
 // input row k). For the AVX-512 kernel, whose panels are 256 columns, 5: the column within its
 // panel as a uint8 (SparseWeights::narrow; the kernel moves its input pointer to the panel's first
 // row instead). A byte per nonzero is 1.2% of the dense weights at 90% sparsity: room under the
-// weight budget for generated code on more layers. Columns are cut into panels of panel_k (spmm_panel_k) and
-// the nonzeros stored panel by panel, row by row within a panel: int32 segment starts
+// weight budget for generated code on more layers. Columns are cut into panels of panel_k
+// (spmm_panel_k) and the nonzeros stored panel by panel, row by row within a panel: int32 segment starts
 // (panels x M + 1), and per-row nonzero counts for load balance. The kernel reads
 // `in + col_off[col[i]]` (the table is K x 4 bytes: L1-resident) and broadcasts val[i]. Hence
 // K <= kSpmmMaxK (65536) and nnz <= 2^31 - 1 (std::invalid_argument otherwise); callers keep

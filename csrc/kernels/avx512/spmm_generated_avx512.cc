@@ -293,6 +293,8 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc, bool dire
   const float* values = W.values();
   for (int p = 0; p < P; ++p) {
     const int k0 = p * pk, kn = std::min(pk, W.K() - k0);
+    // Nonzero i's column within the panel.
+    auto in_panel = [&](int32_t i) { return W.narrow() ? int(cols8[i]) : cols[i] - k0; };
     for (int b = 0; b < jc.blocks; ++b) {
       const size_t c = size_t(p) * jc.blocks + b;
       jc.code_off[c] = static_cast<uint32_t>(e.p - base);
@@ -301,8 +303,6 @@ static void generate_chunks(const SparseWeights& W, GeneratedCode& jc, bool dire
       const int32_t* seg = rs + size_t(p) * M + m0;
       // Counting sort of the block's nonzeros by column (rows ascending within a column).
       std::fill(start.begin(), start.begin() + kn + 1, 0);
-      // Nonzero i's column within the panel.
-      auto in_panel = [&](int32_t i) { return W.narrow() ? int(cols8[i]) : cols[i] - k0; };
       for (int32_t i = seg[0]; i < seg[rows]; ++i) ++start[in_panel(i) + 1];
       for (int k = 0; k < kn; ++k) start[k + 1] += start[k];
       std::copy(start.begin(), start.begin() + kn, fill_at.begin());
